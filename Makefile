@@ -1,0 +1,60 @@
+# Attention Mechanisms, Hands-On. `make book` and `make test` are all a fresh machine needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+MATHJAX := book/_static/mathjax/tex-chtml.js
+export PYTHONHASHSEED := 0
+export TF_CPP_MIN_LOG_LEVEL := 3
+
+.PHONY: help venv book exercises test lab system-deps lock clean
+
+help:
+	@echo "make book       build the HTML book into _build/html (creates .venv on first use)"
+	@echo "make test       run the whole test suite (installs what it needs)"
+	@echo "make lab        open JupyterLab on the exercises"
+	@echo "make exercises  regenerate the student notebooks from their masters in solutions/"
+
+venv: $(INSTALLED)
+
+# The venv is rebuilt when the lock or the package metadata changes.
+$(INSTALLED): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip==26.3
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+# MathJax is served from the book itself: the npm registry's package, unpacked once.
+$(MATHJAX):
+	bash book/install_mathjax.sh
+
+book: $(INSTALLED) $(MATHJAX)
+	$(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going
+
+exercises: $(INSTALLED)
+	$(PY) -m autograder assign
+
+# Debian packages the suite needs: bubblewrap (the grader's sandbox) and chromium (browser test).
+system-deps:
+	@if ! command -v bwrap >/dev/null || ! command -v chromium >/dev/null; then \
+	  echo "installing bubblewrap and chromium from Debian"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap chromium >/dev/null; \
+	fi
+
+test: system-deps book
+	$(PY) -m pytest -n 2 --dist loadgroup -q
+
+lab: $(INSTALLED)
+	$(VENV)/bin/jupyter lab chapters/
+
+# Regenerate requirements.txt from requirements.in in a scratch venv.
+lock:
+	rm -rf /tmp/lock-venv && $(PYTHON) -m venv /tmp/lock-venv
+	/tmp/lock-venv/bin/pip install --quiet --upgrade pip==26.3
+	/tmp/lock-venv/bin/pip install --quiet -r requirements.in
+	/tmp/lock-venv/bin/pip freeze | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' > requirements.txt
+
+clean:
+	rm -rf _build

@@ -1,0 +1,129 @@
+"""What a check author uses: the `@check` decorator and assertions with helpful messages.
+
+    @check("masked_softmax", points=1, public=True)
+    def test_masked_softmax_rows_sum_to_one(student, oracle, rng):
+        \"\"\"each unmasked row sums to 1\"\"\"
+
+Fixtures: `student` (the submission's functions: NumPy in, NumPy out), `oracle` (the chapter's
+NumPy reference), `rng` (a seeded Generator; the seed is recorded), `framework` ("torch"/"tf").
+A failure's message is what the student reads, so it says what was expected, what came, and a hint.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+
+@dataclass(frozen=True)
+class CheckMeta:
+    exercise: str
+    points: float
+    public: bool
+
+
+def check(exercise: str, points: float = 1.0, public: bool = False):
+    """Declare a grading check for `exercise`."""
+
+    def decorate(func):
+        func = pytest.mark.exercise(exercise)(func)
+        func = pytest.mark.points(points)(func)
+        if public:
+            func = pytest.mark.public(func)
+        return func
+
+    return decorate
+
+
+def meta_of(item) -> CheckMeta | None:
+    mark = item.get_closest_marker("exercise")
+    if mark is None:
+        return None
+    points = item.get_closest_marker("points")
+    return CheckMeta(mark.args[0], float(points.args[0]) if points else 1.0,
+                     item.get_closest_marker("public") is not None)
+
+
+class CheckFailure(AssertionError):
+    """A check failed; the message is for the student."""
+
+
+class NotImplementedYet(CheckFailure):
+    def __init__(self, name: str):
+        super().__init__(f"{name}: not implemented yet")
+
+
+def _fmt_index(index) -> str:
+    return "(" + ", ".join(str(int(i)) for i in index) + ")"
+
+
+def _shape_hint(got: tuple, want: tuple) -> str:
+    if sorted(got) == sorted(want):
+        return " The same sizes in another order: is something transposed, or the wrong axis used?"
+    if len(got) < len(want):
+        return " Fewer dimensions than expected: was an axis reduced or squeezed away?"
+    if len(got) > len(want):
+        return " More dimensions than expected: a stray unsqueeze/expand_dims, or broadcasting that went too far?"
+    return ""
+
+
+def assert_shape(got, shape, what: str = "output") -> None:
+    got_shape = tuple(np.shape(got))
+    if got_shape != tuple(shape):
+        raise CheckFailure(f"{what}: expected shape {tuple(shape)}, got {got_shape}."
+                           + _shape_hint(got_shape, tuple(shape)))
+
+
+def _close_one(got, want, atol: float, rtol: float, what: str) -> None:
+    if isinstance(want, (bool, int, float)) and not isinstance(want, np.ndarray):
+        if not isinstance(got, (bool, int, float)) or abs(got - want) > atol + rtol * abs(want):
+            raise CheckFailure(f"{what}: expected {want!r}, got {got!r}.")
+        return
+    if not isinstance(got, np.ndarray):
+        raise CheckFailure(f"{what}: expected an array of shape {want.shape}, got {type(got).__name__}.")
+    assert_shape(got, want.shape, what)
+    if want.dtype == bool:
+        if got.dtype != bool:
+            raise CheckFailure(f"{what}: expected a boolean mask, got dtype {got.dtype}. "
+                               "Masks are boolean: True means 'may attend'.")
+        wrong = np.argwhere(got != want)
+        if len(wrong):
+            i = tuple(wrong[0])
+            raise CheckFailure(f"{what}: {len(wrong)} of {want.size} entries differ; first at "
+                               f"{_fmt_index(i)}: expected {want[i]}, got {got[i]}.")
+        return
+    if got.dtype != want.dtype:
+        raise CheckFailure(f"{what}: expected dtype {want.dtype}, got {got.dtype}. "
+                           "Keep the computation in float32 (don't mix in float64 constants or arrays).")
+    bad = np.argwhere(np.isnan(got) & ~np.isnan(want))
+    if len(bad):
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise CheckFailure(f"{what}: NaN at index {_fmt_index(bad[0])}{more}. A fully masked row, or "
+                           "exp overflowing at large scores? Subtract the row maximum, and give fully "
+                           "masked rows zeros instead of 0/0.")
+    bad = np.argwhere(np.isinf(got) & ~np.isinf(want))
+    if len(bad):
+        raise CheckFailure(f"{what}: infinity at index {_fmt_index(bad[0])}: an overflow?")
+    close = np.isclose(got, want, atol=atol, rtol=rtol, equal_nan=True)
+    if not close.all():
+        diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
+        diff[np.isnan(diff)] = np.inf
+        i = np.unravel_index(np.argmax(np.where(close, -1, diff)), want.shape)
+        raise CheckFailure(f"{what}: {int((~close).sum())} of {want.size} values differ; the largest "
+                           f"difference is at {_fmt_index(i)}: expected {want[i]:.6g}, got {got[i]:.6g}.")
+
+
+def assert_close(got, want, *, atol: float = 1e-5, rtol: float = 1e-4, what="output") -> None:
+    """Compare what the student returned with what the oracle says, structure first."""
+    if isinstance(want, tuple):
+        names = what if isinstance(what, tuple) else tuple(f"{what}[{i}]" for i in range(len(want)))
+        if not isinstance(got, tuple) or len(got) != len(want):
+            kind = f"a tuple of {len(got)}" if isinstance(got, tuple) else "a single value"
+            raise CheckFailure(f"expected a tuple ({', '.join(names)}), got {kind}.")
+        for g, w, name in zip(got, want, names):
+            _close_one(g, w, atol, rtol, name)
+        return
+    if isinstance(got, tuple):
+        raise CheckFailure(f"{what}: expected a single value, got a tuple of {len(got)}.")
+    _close_one(got, want, atol, rtol, what if isinstance(what, str) else what[0])

@@ -1,0 +1,194 @@
+"""The check stage: run a chapter's pytest checks against one submission, trusted side.
+
+Where the functions live is a *backend*: `execute.Runner` (a sandboxed process, in grading) or
+`LocalBackend` (the student's own kernel, in `check()`). Either way a call returns an
+`execute.Reply` of plain data, and comparisons happen here, never in the student's process.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autograder.checks.api import CheckFailure, NotImplementedYet, meta_of
+from autograder.execute import Reply, _read_reply
+from autograder.results import CheckResult
+from autograder.sandbox import convert
+
+CHECKS_DIR = Path(__file__).parent
+TENSOR_TYPE = {"torch": "torch.Tensor", "tf": "tf.Tensor"}
+
+
+def check_files(chapter: str) -> list[Path]:
+    number = chapter.split("_", 1)[0]
+    return sorted(CHECKS_DIR.glob(f"ch{number}_*.py"))
+
+
+def oracle_for(chapter: str):
+    return importlib.import_module(f"autograder.oracle.{chapter.split('_', 1)[1]}")
+
+
+class LocalBackend:
+    """Functions from a namespace in this process (the student's kernel)."""
+
+    def __init__(self, namespace: dict, framework: str):
+        self.namespace = namespace
+        self.framework = framework
+
+    def call(self, name: str, args: tuple, kwargs: dict) -> Reply:
+        import traceback
+
+        func = self.namespace.get(name)
+        if func is None:
+            return Reply("missing")
+        spec, arrays = convert.encode_args(args, kwargs)
+        try:
+            a, kw = convert.decode_args(spec, arrays, self.framework)
+            value = func(*a, **kw)
+        except NotImplementedError:
+            return Reply("not_implemented")
+        except Exception as exc:
+            tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+            return Reply("error", error="".join(tb[-3:])[-3000:])
+        try:
+            head, out = convert.encode_result(value)
+        except Exception as exc:
+            return Reply("error", error=f"the return value could not be read: {type(exc).__name__}: {exc}")
+        return _read_reply({"status": "ok", "result": head}, out)
+
+
+class StudentProxy:
+    """`student.name(*args)`: call the submission's function, or raise a CheckFailure."""
+
+    def __init__(self, backend, framework: str, on_builtins):
+        self._backend = backend
+        self._framework = framework
+        self._on_builtins = on_builtins
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return lambda *args, **kwargs: self._call(name, args, kwargs)
+
+    def _call(self, name: str, args: tuple, kwargs: dict):
+        reply = self._backend.call(name, args, kwargs)
+        if reply.builtins:
+            self._on_builtins(reply.builtins)
+        if reply.status == "missing":
+            raise CheckFailure(f"{name} is not defined. Did the cell that defines it run, "
+                               "and is the name spelled as in the exercise?")
+        if reply.status == "not_implemented":
+            raise NotImplementedYet(name)
+        if reply.status == "error":
+            raise CheckFailure(f"{name} raised an error:\n{reply.error.rstrip()}")
+        if reply.status == "died":
+            raise CheckFailure(f"{name}: {reply.error}")
+        want = TENSOR_TYPE[self._framework]
+        values = reply.value if isinstance(reply.value, tuple) else (reply.value,)
+        for value, kind in zip(values, reply.types):
+            if isinstance(value, np.ndarray) and kind != want:
+                raise CheckFailure(f"{name} returned a {kind}; the exercise asks for a {want}.")
+        return reply.value
+
+
+def stable_seed(base: int, name: str) -> int:
+    return zlib.crc32(f"{base}:{name}".encode()) & 0x7FFFFFFF
+
+
+@dataclass
+class _Plugin:
+    backend: object
+    framework: str
+    oracle: object
+    seed: int
+    exercise: str | None
+    public_only: bool
+    results: list[CheckResult] = field(default_factory=list)
+    builtins: dict[str, set] = field(default_factory=dict)
+    seeds: dict[str, int] = field(default_factory=dict)
+    current: str = ""
+
+    @pytest.fixture
+    def student(self):
+        def seen(names):
+            self.builtins.setdefault(self.current, set()).update(names)
+        return StudentProxy(self.backend, self.framework, seen)
+
+    @pytest.fixture(name="oracle")
+    def oracle_fixture(self):
+        return self.oracle
+
+    @pytest.fixture(name="framework")
+    def framework_fixture(self):
+        return self.framework
+
+    @pytest.fixture
+    def rng(self, request):
+        seed = stable_seed(self.seed, request.node.name)
+        self.seeds[request.node.nodeid] = seed
+        return np.random.default_rng(seed)
+
+    def pytest_collection_modifyitems(self, config, items):
+        keep, drop = [], []
+        for item in items:
+            meta = meta_of(item)
+            wanted = (meta is not None and (self.exercise is None or meta.exercise == self.exercise)
+                      and (meta.public or not self.public_only))
+            (keep if wanted else drop).append(item)
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+    def pytest_runtest_setup(self, item):
+        self.current = meta_of(item).exercise
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        report = outcome.get_result()
+        if report.when == "call" or (report.when == "setup" and report.failed):
+            self.results.append(self._result(item, call, report))
+
+    def _result(self, item, call, report) -> CheckResult:
+        meta = meta_of(item)
+        doc = (item.function.__doc__ or "").strip().splitlines()
+        what = doc[0].strip() if doc else item.name.removeprefix("test_").replace("_", " ")
+        output = ""
+        if report.failed:
+            exc = call.excinfo.value if call.excinfo else None
+            if isinstance(exc, CheckFailure):
+                output = str(exc)
+            elif isinstance(exc, AssertionError):
+                output = str(exc).split("\nassert ")[0] or report.longreprtext[-1500:]
+            else:
+                output = f"the check itself failed ({type(exc).__name__}: {exc}); tell your instructor"
+        return CheckResult(
+            exercise=meta.exercise, name=f"{meta.exercise}: {what}",
+            score=meta.points if report.passed else 0.0, max_score=meta.points,
+            status="passed" if report.passed else "failed",
+            visibility="visible" if meta.public else "hidden", output=output,
+            seed=self.seeds.get(item.nodeid))
+
+
+def run_checks(chapter: str, backend, framework: str, *, exercise: str | None = None,
+               public_only: bool = False, seed: int = 0) -> tuple[list[CheckResult], dict[str, list[str]]]:
+    """Run the chapter's checks; returns the results in file order and the built-ins seen."""
+    files = check_files(chapter)
+    if not files:
+        raise LookupError(f"no checks for chapter {chapter}")
+    plugin = _Plugin(backend, framework, oracle_for(chapter), seed, exercise, public_only)
+    args = [*map(str, files), "-c", str(CHECKS_DIR / "pytest.ini"), "--rootdir", str(CHECKS_DIR),
+            "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:nbval", "-q",
+            "--capture=no", "-W", "ignore::DeprecationWarning"]
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        code = pytest.main(args, plugins=[plugin])
+    if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED):
+        raise RuntimeError(f"the checks of {chapter} could not run:\n{log.getvalue()[-3000:]}")
+    return plugin.results, {k: sorted(v) for k, v in plugin.builtins.items()}

@@ -1,0 +1,139 @@
+"""`python -m autograder ...`: the command line fixed in the course contract.
+
+    grade SUBMISSION [SUBMISSION ...] --out DIR [--jobs N] [--timeout SECONDS]
+    check NOTEBOOK [EXERCISE]
+    assign [--check]
+    gradescope CHAPTER [--framework torch|tf] --out FILE.zip
+
+Exit status: 0 when the batch ran, whatever the students scored; 2 for misuse.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from autograder.batch import Misuse, grade_batch
+from autograder.grade import Options
+
+err = Console(stderr=True)
+
+
+class _Bar:
+    """A rich progress bar on stderr; quiet when stderr is not a terminal except for a last line."""
+
+    def __init__(self):
+        self.progress = Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[last]}"), TimeRemainingColumn(), console=err)
+
+    def start(self, total: int, already: int) -> None:
+        if already:
+            err.print(f"resuming: {already} of {total} already graded in the output folder")
+        self.progress.start()
+        self.task = self.progress.add_task("grading", total=total, completed=already, last="")
+
+    def advance(self, result) -> None:
+        last = f"{result.submission}: " + ("error" if result.error else f"{result.score:g}/{result.max_score:g}")
+        self.progress.update(self.task, advance=1, last=last)
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    grade = sub.add_parser("grade", help="grade a class: notebooks or folders of notebooks")
+    grade.add_argument("submissions", nargs="+", type=Path, metavar="SUBMISSION")
+    grade.add_argument("--out", required=True, type=Path, metavar="DIR")
+    grade.add_argument("--jobs", type=int, default=1, metavar="N", help="parallel graders (default 1)")
+    grade.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
+                       help="wall time for one submission (default 300)")
+    grade.add_argument("--seed", type=int, default=0, help="batch seed for the checks' random inputs")
+    grade.add_argument("--require-sandbox", action="store_true",
+                       help="fail instead of grading with reduced isolation when bubblewrap is missing")
+    grade.add_argument("--assignment", metavar="CHAPTER/FRAMEWORK",
+                       help="reject notebooks of any other assignment, e.g. 02_principles/torch")
+
+    check = sub.add_parser("check", help="run the public checks on your notebook")
+    check.add_argument("notebook", type=Path)
+    check.add_argument("exercise", nargs="?")
+
+    assign = sub.add_parser("assign", help="regenerate the student notebooks from their masters")
+    assign.add_argument("--check", action="store_true", help="only report notebooks that are out of date")
+
+    zipped = sub.add_parser("gradescope", help="write the Gradescope autograder zip for a chapter")
+    zipped.add_argument("chapter")
+    zipped.add_argument("--framework", choices=["torch", "tf"])
+    zipped.add_argument("--out", required=True, type=Path, metavar="FILE.zip")
+    return parser
+
+
+def _grade(args) -> int:
+    if args.jobs < 1 or args.timeout <= 0:
+        raise Misuse("--jobs must be at least 1 and --timeout positive")
+    options = Options(timeout=args.timeout, seed=args.seed, require_sandbox=args.require_sandbox,
+                      expect=args.assignment)
+    results = grade_batch(args.submissions, args.out, options, jobs=args.jobs, progress=_Bar())
+    from autograder.report.table import summary_table
+
+    Console().print(summary_table(results))
+    print(f"wrote {args.out / 'grades.csv'} and a results.json + feedback per submission")
+    return 0
+
+
+def _check(args) -> int:
+    from autograder.student import verdict
+
+    options = Options(public_only=True, exercise=args.exercise)
+    results = grade_batch([args.notebook], _scratch(), options)
+    result = results[0]
+    if result.error:
+        print(f"cannot check {args.notebook}: {result.error}")
+        return 1
+    for warning in result.warnings:
+        print(f"note: {warning}")
+    by_exercise: dict[str, list] = {}
+    for c in result.checks:
+        by_exercise.setdefault(c.exercise, []).append(c)
+    for exercise, checks in by_exercise.items():
+        print(verdict(exercise, checks) if exercise != "notebook" else
+              ("✓ runs top to bottom" if checks[0].passed else "✗ " + checks[0].output))
+    return 0
+
+
+def _scratch() -> Path:
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix="autograder-check-"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "grade":
+            return _grade(args)
+        if args.command == "check":
+            return _check(args)
+        if args.command == "assign":
+            from autograder import assign
+
+            return assign.main(["--check"] if args.check else [])
+        from autograder import export
+
+        return export.main([args.chapter, "--out", str(args.out)]
+                           + (["--framework", args.framework] if args.framework else []))
+    except Misuse as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        return 2
+    except KeyboardInterrupt:
+        err.print("interrupted: what was graded is saved; run the same command again to resume")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,365 @@
+"""The execute stage: run a submission's code in the untrusted sandbox, and call its functions.
+
+Trusted side only. A `Sandbox` is one resident worker per framework (see sandbox/worker.py),
+started under bubblewrap where it works:
+- the sandbox sees the Python installation and a copy of `autograder/sandbox/`, nothing else
+  (no solutions, no checks, no other submissions), has no network and its own PID namespace,
+  and runs as `nobody`;
+- a cgroup (where the machine lets us make one) caps its memory and process count, so a memory
+  bomb or a fork bomb is killed without touching the machine.
+Without bubblewrap it falls back to the same worker with rlimits and process-tree kills, and says
+so: `Sandbox.isolation` is then "rlimits only".
+
+A `Runner` runs one submission: its cells in order in a fresh child, then calls on demand. When
+the child dies or hangs, the runner starts a new child, replays the cells that had run, and the
+failure costs only the cell or call that caused it.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from autograder.sandbox import convert, protocol
+
+SANDBOX_SRC = Path(__file__).parent / "sandbox"
+BOOT = ("import sys; sys.path.insert(0, '/opt/grader'); from autograder.sandbox.worker import serve;"
+        " import socket; serve(sys.argv[1], socket.socket(fileno=int(sys.argv[2])))")
+STUB_INIT = '"""The grader\'s view of the package: check() does nothing in a graded run."""\n' \
+            "def check(*args, **kwargs):\n    return None\n"
+ISOLATED, REDUCED = "bubblewrap", "rlimits only"
+_ids = itertools.count()
+
+
+@dataclass
+class Limits:
+    call_seconds: float = 20.0       # one call of a student's function
+    cell_seconds: float = 60.0       # one notebook cell
+    submission_seconds: float = 300.0
+    memory_bytes: int = 4 << 30      # worker + submission; TF alone is ~0.6 GiB
+    max_processes: int = 64
+    max_file_bytes: int = 64 << 20
+
+
+class SandboxError(Exception):
+    """The sandbox itself could not be started (not the student's fault)."""
+
+
+class Died(Exception):
+    """The submission's process died or was killed; the message says how."""
+
+
+# ------------------------------------------------------------------------------ the sandbox
+
+
+@lru_cache(maxsize=1)
+def bwrap_works() -> bool:
+    exe = shutil.which("bwrap")
+    if not exe:
+        return False
+    probe = subprocess.run([exe, *_bwrap_args(_grader_lib()), sys.executable, "-I", "-c", "pass"],
+                           capture_output=True, timeout=60)
+    return probe.returncode == 0
+
+
+@lru_cache(maxsize=1)
+def _grader_lib() -> str:
+    """A private copy of the sandbox package: the only grader code the sandbox can see."""
+    root = Path(tempfile.mkdtemp(prefix="autograder-lib-"))
+    pkg = root / "autograder"
+    shutil.copytree(SANDBOX_SRC, pkg / "sandbox", ignore=shutil.ignore_patterns("__pycache__"))
+    (pkg / "__init__.py").write_text(STUB_INIT)
+    os.chmod(root, 0o755)
+    return str(root)
+
+
+def _bwrap_args(lib: str) -> list[str]:
+    args = ["--unshare-all", "--uid", "65534", "--gid", "65534", "--die-with-parent",
+            "--new-session", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+            "--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "PATH", "/usr/bin:/bin",
+            "--setenv", "TF_CPP_MIN_LOG_LEVEL", "3", "--setenv", "MPLBACKEND", "Agg",
+            "--setenv", "OMP_NUM_THREADS", "1", "--chdir", "/tmp"]
+    system = ["/usr", "/lib", "/lib64", "/bin", "/etc/ld.so.cache", "/etc/ld.so.conf",
+              "/etc/ld.so.conf.d", "/etc/alternatives", "/etc/localtime", "/etc/passwd", "/etc/group"]
+    python = {sys.base_prefix, sys.prefix, str(Path(os.path.realpath(sys.executable)).parent.parent)}
+    for path in system + sorted(python):
+        if os.path.exists(path):
+            args += ["--ro-bind", path, path]
+    return args + ["--ro-bind", lib, "/opt/grader"]
+
+
+class _Cgroup:
+    """Memory and process caps for one sandbox, on cgroup v1 or v2, where we may create one."""
+
+    def __init__(self, limits: Limits):
+        self.dirs: list[Path] = []
+        name = f"autograder-{os.getpid()}-{next(_ids)}"
+        v1 = {"memory": ("memory.limit_in_bytes", limits.memory_bytes),
+              "pids": ("pids.max", limits.max_processes + 8)}
+        try:
+            if Path("/sys/fs/cgroup/cgroup.controllers").exists():
+                d = Path("/sys/fs/cgroup") / name
+                d.mkdir()
+                self.dirs.append(d)
+                (d / "memory.max").write_text(str(limits.memory_bytes))
+                (d / "pids.max").write_text(str(limits.max_processes + 8))
+            else:
+                for controller, (knob, value) in v1.items():
+                    d = Path("/sys/fs/cgroup") / controller / name
+                    d.mkdir()
+                    self.dirs.append(d)
+                    (d / knob).write_text(str(value))
+        except OSError:
+            self.remove()
+            self.dirs = []
+
+    def enter(self) -> None:   # runs in the child between fork and exec
+        for d in self.dirs:
+            (d / "cgroup.procs").write_text(str(os.getpid()))
+
+    def remove(self) -> None:
+        for d in self.dirs:
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+
+
+class Sandbox:
+    """One resident worker for one framework."""
+
+    def __init__(self, framework: str, limits: Limits | None = None, require_isolation: bool = False):
+        self.framework = framework
+        self.limits = limits or Limits()
+        self.isolation = ISOLATED if bwrap_works() else REDUCED
+        if require_isolation and self.isolation != ISOLATED:
+            raise SandboxError("bubblewrap is not available here, and --require-sandbox was given")
+        self.proc = None
+        self._start()
+
+    def _start(self) -> None:
+        self.cgroup = _Cgroup(self.limits)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        lib = _grader_lib()
+        worker = [sys.executable, "-I", "-c", BOOT, self.framework, str(theirs.fileno())]
+        if self.isolation == ISOLATED:
+            cmd, cwd = ["bwrap", *_bwrap_args(lib), *worker], None
+        else:
+            cmd = [*worker[:3], BOOT.replace("/opt/grader", lib), *worker[4:]]
+            cwd = tempfile.mkdtemp(prefix="autograder-run-")
+        self.proc = subprocess.Popen(
+            cmd, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, cwd=cwd, start_new_session=True, preexec_fn=self.cgroup.enter,
+            env={"PATH": "/usr/bin:/bin", "HOME": cwd or "/tmp", "TF_CPP_MIN_LOG_LEVEL": "3",
+                 "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"})
+        theirs.close()
+        self.ctrl = ours
+        self.ctrl.settimeout(180)
+        try:
+            ready = json.loads(self.ctrl.recv(1 << 16) or b"{}")
+        except (OSError, ValueError):
+            ready = {}
+        if ready.get("op") != "ready":
+            self.close()
+            raise SandboxError(f"the {self.framework} worker did not start")
+
+    def restart(self) -> None:
+        self.close()
+        self._start()
+
+    def open_session(self, op: dict) -> socket.socket:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            socket.send_fds(self.ctrl, [json.dumps({"op": "session", **op}).encode()], [theirs.fileno()])
+        except OSError:
+            theirs.close()
+            self.restart()
+            return self.open_session(op)
+        theirs.close()
+        return ours
+
+    def end_session(self, grace: bool) -> str:
+        """Kill the child and all it started; say how it ended."""
+        try:
+            self.ctrl.settimeout(30)
+            self.ctrl.send(json.dumps({"op": "end", "grace_steps": 50 if grace else 0}).encode())
+            reply = json.loads(self.ctrl.recv(1 << 16) or b"{}")
+            return reply.get("how", "ended")
+        except (OSError, ValueError):
+            self.restart()   # the worker itself died (e.g. chosen by the OOM killer)
+            return "the process was killed (out of memory?)"
+
+    def close(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, 9)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+        try:
+            self.ctrl.close()
+        except AttributeError:
+            pass
+        self.cgroup.remove()
+
+
+# ------------------------------------------------------------------------------- a submission
+
+
+@dataclass
+class CellOutcome:
+    index: int
+    ok: bool
+    error: str = ""
+
+
+@dataclass
+class Reply:
+    """What came back from one call, already checked to be plain data."""
+
+    status: str                       # ok | missing | not_implemented | error | died
+    value: object = None              # ndarray, tuple of ndarrays/scalars, or a scalar
+    types: list[str] = field(default_factory=list)
+    error: str = ""
+    builtins: list[str] = field(default_factory=list)
+
+
+class Runner:
+    """Runs one submission's cells, then its functions; survives the child's death."""
+
+    def __init__(self, sandbox: Sandbox, cells: list[tuple[int, str]], deadline: float | None = None):
+        self.sandbox = sandbox
+        self.cells = cells
+        self.limits = sandbox.limits
+        self.deadline = deadline or time.monotonic() + self.limits.submission_seconds
+        self.sock: socket.socket | None = None
+        self.outcomes: list[CellOutcome] = []
+        self.gave_up = ""
+
+    # -- life cycle
+    def _open(self) -> None:
+        self.sock = self.sandbox.open_session({
+            "max_file_bytes": self.limits.max_file_bytes,
+            "max_processes": self.limits.max_processes,
+        })
+
+    def _died(self, why: str, grace: bool) -> str:
+        how = self.sandbox.end_session(grace)
+        if self.sock:
+            self.sock.close()
+        self.sock = None
+        return why or how
+
+    def close(self) -> None:
+        if self.sock is not None:
+            try:
+                protocol.send(self.sock, {"op": "bye"})
+            except OSError:
+                pass
+            self._died("", grace=True)
+
+    def _exchange(self, header: dict, arrays=None, seconds: float = 10.0):
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise Died("the submission's time limit was reached")
+        timeout = min(seconds, left)
+        self.sock.settimeout(timeout)
+        try:
+            protocol.send(self.sock, header, arrays)
+            return protocol.recv(self.sock)
+        except (socket.timeout, TimeoutError):
+            limit = "the submission's time limit" if timeout < seconds else f"the {seconds:g} s limit"
+            raise Died(self._died(f"timed out: still running after {limit}", grace=False)) from None
+        except (OSError, protocol.ProtocolError):
+            raise Died("the process " + self._died("", grace=True)) from None
+
+    # -- cells
+    def run_cells(self) -> list[CellOutcome]:
+        """First run: every cell in order. A cell that kills the process is skipped on restart."""
+        self._open()
+        for index, source in self.cells:
+            try:
+                head, _ = self._exchange({"op": "cell", "index": index, "source": source},
+                                         seconds=self.limits.cell_seconds)
+                self.outcomes.append(CellOutcome(index, bool(head.get("ok")), str(head.get("error", ""))[:4000]))
+            except Died as died:
+                self.outcomes.append(CellOutcome(index, False, f"{died}"))
+                if time.monotonic() >= self.deadline:
+                    self.gave_up = str(died)
+                    break
+                try:
+                    self._replay()
+                except Died:
+                    break
+        return self.outcomes
+
+    def _replay(self) -> None:
+        """A fresh child with the cells that ran without killing the process."""
+        self._open()
+        done = {o.index for o in self.outcomes if o.ok or "Traceback" in o.error}
+        for index, source in self.cells:
+            if index not in done:
+                continue
+            try:
+                self._exchange({"op": "cell", "index": index, "source": source},
+                               seconds=self.limits.cell_seconds)
+            except Died as died:
+                self.gave_up = f"could not restart the notebook: cell {index} {died}"
+                raise Died(self.gave_up) from None
+
+    # -- calls
+    def call(self, name: str, args: tuple, kwargs: dict) -> Reply:
+        if self.gave_up:
+            return Reply("died", error=self.gave_up)
+        spec, arrays = convert.encode_args(args, kwargs)
+        try:
+            if self.sock is None:
+                self._replay()
+            head, out = self._exchange({"op": "call", "name": name, "spec": spec}, arrays,
+                                       seconds=self.limits.call_seconds)
+        except Died as died:
+            return Reply("died", error=str(died))
+        return _read_reply(head, out)
+
+
+def _read_reply(head: dict, arrays: dict[str, np.ndarray]) -> Reply:
+    """Trust nothing: the reply's shape is checked before anything is used."""
+    status = head.get("status")
+    builtins = [str(b)[:200] for b in head.get("builtins", []) if isinstance(b, str)][:10]
+    if status != "ok":
+        if status not in ("missing", "not_implemented", "error"):
+            status, head = "error", {"error": "the submission's process sent a malformed reply"}
+        return Reply(status, error=str(head.get("error", ""))[:4000], builtins=builtins)
+    result = head.get("result")
+    try:
+        items, types = [], []
+        for item in result["items"]:
+            types.append(str(item["type"])[:200])
+            if "a" in item:
+                array = arrays[item["a"]]
+                if type(array) is not np.ndarray or array.dtype.hasobject:
+                    raise ValueError("not a plain array")
+                items.append(array)
+            elif "v" in item and isinstance(item["v"], (bool, int, float)):
+                items.append(item["v"])
+            elif "none" in item:
+                items.append(None)
+            else:
+                raise ValueError("unknown item")
+        value = items[0] if result["kind"] == "single" else tuple(items)
+        if result["kind"] == "single" and len(items) != 1:
+            raise ValueError("bad single")
+    except (KeyError, TypeError, ValueError, IndexError):
+        return Reply("error", error="the submission's process sent a malformed reply", builtins=builtins)
+    return Reply("ok", value=value, types=types, builtins=builtins)

@@ -1,0 +1,109 @@
+"""Grade one submission: parse -> execute -> check -> score. Trusted side.
+
+The score stage lives here too, because it is small: a forbidden built-in zeroes its exercise, and
+the notebook's run from top to bottom becomes its own line.
+"""
+from __future__ import annotations
+
+import atexit
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from autograder import parse, scan
+from autograder.checks.runner import run_checks
+from autograder.execute import REDUCED, Limits, Runner, Sandbox, SandboxError
+from autograder.results import RUNS_TOP_TO_BOTTOM, CheckResult, SubmissionResult
+
+REDUCED_WARNING = ("isolation reduced: bubblewrap is not available, so the submission ran with rlimits "
+                   "and process-tree kills only (no private filesystem, network or PID namespace)")
+
+
+@dataclass
+class Options:
+    timeout: float = 300.0            # seconds for one submission, all cells and checks together
+    seed: int = 0                     # the batch seed; each check derives its own from it
+    public_only: bool = False         # `autograder check`: what students may run themselves
+    require_sandbox: bool = False
+    expect: str | None = None         # "CHAPTER/FRAMEWORK" to reject other assignments
+    exercise: str | None = None
+
+
+class Sandboxes:
+    """This process's resident workers, one per framework, started on first use."""
+
+    def __init__(self, options: Options):
+        self.options = options
+        self.by_framework: dict[str, Sandbox] = {}
+        atexit.register(self.close)
+
+    def get(self, framework: str) -> Sandbox:
+        if framework not in self.by_framework:
+            limits = Limits(submission_seconds=self.options.timeout)
+            self.by_framework[framework] = Sandbox(framework, limits, self.options.require_sandbox)
+        return self.by_framework[framework]
+
+    def close(self) -> None:
+        for sandbox in self.by_framework.values():
+            sandbox.close()
+        self.by_framework.clear()
+
+
+def _run_line(outcomes, gave_up: str) -> CheckResult:
+    failed = [o for o in outcomes if not o.ok]
+    lines = []
+    for o in failed[:10]:
+        last = (o.error.strip().splitlines() or ["failed"])[-1]
+        lines.append(f"cell {o.index}: {last}")
+    if gave_up:
+        lines.append(f"stopped: {gave_up}")
+    ok = not failed and not gave_up
+    return CheckResult("notebook", RUNS_TOP_TO_BOTTOM, 0.0, 0.0, "passed" if ok else "failed", "visible",
+                       "" if ok else "The notebook does not run from top to bottom; what could run was "
+                       "still graded.\n" + "\n".join(lines))
+
+
+def _charge_builtins(checks: list[CheckResult], used: dict[str, list[str]]) -> None:
+    for c in checks:
+        if c.exercise in used:
+            c.score, c.status = 0.0, "failed"
+            c.output = (f"uses {', '.join(used[c.exercise])}, the built-in this exercise asks you to write "
+                        "yourself; the exercise scores zero.\n" + c.output).strip()
+
+
+def grade_one(path: Path, name: str, sandboxes: Sandboxes) -> SubmissionResult:
+    options = sandboxes.options
+    start = time.monotonic()
+    result = SubmissionResult(submission=name, path=str(path))
+    try:
+        sub = parse.load(path, options.expect)
+    except parse.BadSubmission as bad:
+        result.error = str(bad)
+        result.seconds = round(time.monotonic() - start, 3)
+        return result
+    result.chapter, result.framework, result.exercises = sub.chapter, sub.framework, sub.exercises
+    result.digest = sub.digest
+    result.warnings += sub.warnings
+    try:
+        sandbox = sandboxes.get(sub.framework)
+    except SandboxError as exc:
+        result.error = f"grader problem, not the student's: {exc}"
+        return result
+    result.sandbox = sandbox.isolation
+    if sandbox.isolation == REDUCED:
+        result.warnings.append(REDUCED_WARNING)
+    runner = Runner(sandbox, sub.cells, deadline=start + options.timeout)
+    try:
+        outcomes = runner.run_cells()
+        checks, traced = run_checks(sub.chapter, runner, sub.framework, exercise=options.exercise,
+                                    public_only=options.public_only, seed=options.seed)
+    finally:
+        runner.close()
+    used = {k: set(v) for k, v in scan.forbidden_uses(sub.cells, sub.exercises).items()}
+    for exercise, names in traced.items():
+        used.setdefault(exercise, set()).update(names)
+    result.builtins = {k: sorted(v) for k, v in used.items()}
+    _charge_builtins(checks, result.builtins)
+    result.checks = [_run_line(outcomes, runner.gave_up), *checks]
+    result.seconds = round(time.monotonic() - start, 3)
+    return result

@@ -1,0 +1,107 @@
+"""The parse stage: read one submitted file into a `Submission`, or say in one line why not.
+
+Trusted side. Only the submission's code cells and its assignment (metadata.course) are taken
+from it; checks, points and everything else come from the grader's own files.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from autograder import notebooks
+
+MAX_BYTES = 64 << 20   # a notebook's code is tiny; anything this big is outputs or a mistake
+FRAMEWORK_IMPORT = {
+    "torch": re.compile(r"^\s*(import|from)\s+torch\b", re.M),
+    "tf": re.compile(r"^\s*(import|from)\s+(tensorflow|keras)\b", re.M),
+}
+
+
+class BadSubmission(Exception):
+    """A submission that cannot be graded; the message is one line for the CSV and feedback."""
+
+
+@dataclass
+class Submission:
+    path: Path
+    chapter: str
+    framework: str
+    cells: list[tuple[int, str]]          # (cell index, source) of every code cell, in order
+    exercises: list[str]                  # from the trusted master, in order
+    digest: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def digest_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load(path: Path, expect: str | None = None) -> Submission:
+    """`expect`, "CHAPTER/FRAMEWORK", rejects a notebook of another assignment."""
+    if not path.is_file():
+        raise BadSubmission("not a file")
+    size = path.stat().st_size
+    if size == 0:
+        raise BadSubmission("the file is empty")
+    if size > MAX_BYTES:
+        raise BadSubmission(f"the file is {size / 2**20:.0f} MB, over the {MAX_BYTES >> 20} MB limit: "
+                            "clear the outputs (Edit > Clear Outputs of All Cells) and resubmit")
+    raw = path.read_bytes()
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        looks_py = raw.lstrip()[:1] not in (b"{", b"[")
+        hint = " (is it a .py or another file renamed to .ipynb?)" if looks_py else " (the JSON is broken)"
+        raise BadSubmission("not a notebook: the file is not valid JSON" + hint) from None
+    if not isinstance(data, dict):
+        raise BadSubmission("not a notebook: the JSON is not an object")
+    version = data.get("nbformat")
+    if not isinstance(version, int) or version < 4 or "cells" not in data:
+        shown = version if isinstance(version, int) else "unknown"
+        raise BadSubmission(f"not a notebook this grader reads (nbformat {shown}; version 4 is needed): "
+                            "open and save it in a current JupyterLab")
+    cells = data.get("cells")
+    if not isinstance(cells, list):
+        raise BadSubmission("not a notebook: 'cells' is not a list")
+    course = (data.get("metadata") or {}).get("course") if isinstance(data.get("metadata"), dict) else None
+    if not isinstance(course, dict) or not course.get("chapter") or not course.get("framework"):
+        raise BadSubmission("the notebook says which assignment it is nowhere (metadata.course is missing): "
+                            "work in the course's exercise notebook")
+    chapter, framework = str(course["chapter"])[:60], str(course["framework"])[:20]
+    if (chapter, framework) not in notebooks.assignments():
+        raise BadSubmission(f"unknown assignment {chapter}/{framework} in metadata.course")
+    if expect and expect != f"{chapter}/{framework}":
+        raise BadSubmission(f"this is the {chapter}/{framework} notebook, but {expect} is being graded")
+
+    code: list[tuple[int, str]] = []
+    for index, cell in enumerate(cells):
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source", "")
+        if isinstance(source, list) and all(isinstance(s, str) for s in source):
+            source = "".join(source)
+        if not isinstance(source, str):
+            raise BadSubmission(f"cell {index} has no readable source")
+        code.append((index, source))
+    if not code:
+        raise BadSubmission("the notebook has no code cells")
+
+    other = "tf" if framework == "torch" else "torch"
+    text = "\n".join(s for _, s in code)
+    if FRAMEWORK_IMPORT[other].search(text) and not FRAMEWORK_IMPORT[framework].search(text):
+        raise BadSubmission(f"the notebook is marked {framework} but its code imports {other}: "
+                            f"submit the exercises_{framework}.ipynb notebook")
+
+    warnings = []
+    try:
+        nbformat.validate(nbformat.from_dict(data))
+    except Exception:   # a schema nit (e.g. a stray key) does not stop grading, but say so
+        warnings.append("the notebook does not fully match the notebook format; graded anyway")
+    master = nbformat.read(notebooks.master_path(chapter, framework), as_version=4)
+    return Submission(path, chapter, framework, code, notebooks.exercises(master),
+                      hashlib.sha256(raw).hexdigest(), warnings)

@@ -1,0 +1,247 @@
+"""The sandbox's resident worker: imports the framework once, then forks a child per submission.
+
+Importing TensorFlow costs seconds; forking a process that has already imported it costs
+milliseconds. So one worker per framework lives inside the sandbox for the whole batch, and each
+submission runs in a fresh forked child that talks to the trusted side over its own socket.
+
+    python -I worker.py FRAMEWORK CONTROL_FD
+
+The control socket (SOCK_SEQPACKET) carries small JSON messages, and with `session` the file
+descriptor of the child's socket. `end` kills the child and everything it started (the worker is a
+child subreaper, so orphans come back to it) and reports how the child ended.
+"""
+from __future__ import annotations
+
+import builtins
+import ctypes
+import json
+import os
+import resource
+import select
+import signal
+import socket
+import sys
+import tempfile
+import traceback
+import types
+
+from autograder.sandbox import convert, protocol, tracer
+
+PR_SET_CHILD_SUBREAPER = 36
+MAX_ERROR = 3000   # characters of traceback sent back per failure
+
+
+def _prepare(framework: str) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if framework == "torch":
+        import torch
+
+        torch.set_num_threads(1)   # one core per submission; --jobs gives parallelism
+        torch.set_num_interop_threads(1)
+    else:
+        import tensorflow as tf
+        import keras  # noqa: F401  (imported now so children don't pay for it)
+
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    import numpy  # noqa: F401
+    tracer.install(framework)
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _kill_all_below_me() -> None:
+    me = os.getpid()
+    for _ in range(50):    # a fork bomb keeps forking while we kill; go round until none is left
+        pids = _descendants(me)
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _reap()
+
+
+def _reap(statuses: dict[int, int] | None = None) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        if statuses is not None:
+            statuses[pid] = status
+
+
+def _describe(status: int | None) -> dict:
+    if status is None:
+        return {"how": "killed by the grader"}
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        return {"how": f"killed by signal {sig} ({signal.Signals(sig).name})", "signal": sig}
+    return {"how": f"exited with status {os.WEXITSTATUS(status)}", "exit": os.WEXITSTATUS(status)}
+
+
+def serve(framework: str, ctrl: socket.socket) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    _prepare(framework)
+    ctrl.send(json.dumps({"op": "ready", "pid": os.getpid()}).encode())
+    statuses: dict[int, int] = {}
+    child = None
+    while True:
+        ready, _, _ = select.select([ctrl], [], [], 0.2)
+        _reap(statuses)
+        if not ready:
+            continue
+        msg, fds, _, _ = socket.recv_fds(ctrl, 1 << 16, 1)
+        if not msg:
+            _kill_all_below_me()
+            return
+        op = json.loads(msg)
+        if op["op"] == "session" and fds:
+            child = os.fork()
+            if child == 0:
+                ctrl.close()
+                try:
+                    _run_child(socket.socket(fileno=fds[0]), framework, op)
+                finally:
+                    os._exit(0)
+            os.close(fds[0])
+        elif op["op"] == "end":
+            # Give a child that is exiting by itself a moment, so its own status is reported.
+            for _ in range(op.get("grace_steps", 0)):
+                _reap(statuses)
+                if child in statuses:
+                    break
+                select.select([], [], [], 0.01)
+            _kill_all_below_me()
+            _reap(statuses)
+            ctrl.send(json.dumps({"op": "ended", **_describe(statuses.pop(child, None))}).encode())
+            statuses.clear()
+            child = None
+
+
+# ---------------------------------------------------------------- the child: one submission
+
+
+def _limit(op: dict) -> None:
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")   # under memory pressure, the submission goes first, not the worker
+    except OSError:
+        pass
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    fsize = op.get("max_file_bytes", 64 << 20)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+    if op.get("max_processes"):
+        n = op["max_processes"]
+        resource.setrlimit(resource.RLIMIT_NPROC, (n, n))
+    if op.get("max_data_bytes"):
+        n = op["max_data_bytes"]
+        resource.setrlimit(resource.RLIMIT_DATA, (n, n))
+
+
+def _quiet() -> None:
+    """Student output goes nowhere: a flood costs them time, not the grader memory."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def _error_text(exc: BaseException) -> str:
+    lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    # Keep the student's frames: drop the worker's own outermost frame lines.
+    text = "".join(line for line in lines if "autograder/sandbox" not in line)
+    return text[-MAX_ERROR:]
+
+
+def _strip_magics(source: str) -> str:
+    """IPython syntax has no meaning outside a kernel; graded code is plain Python."""
+    if source.lstrip().startswith("%%"):
+        return ""
+    return "\n".join(
+        "pass  # " + line if line.lstrip().startswith(("%", "!")) else line
+        for line in source.splitlines()
+    )
+
+
+def _run_child(sock: socket.socket, framework: str, op: dict) -> None:
+    os.setsid()
+    _quiet()
+    _limit(op)
+    os.chdir(tempfile.mkdtemp(prefix="submission-"))
+    main = types.ModuleType("__main__")
+    main.__dict__["__builtins__"] = builtins
+    sys.modules["__main__"] = main
+    namespace = main.__dict__
+    while True:
+        try:
+            header, arrays = protocol.recv(sock)
+        except protocol.ProtocolError:
+            return
+        kind = header.get("op")
+        if kind == "cell":
+            protocol.send(sock, _run_cell(header, namespace))
+        elif kind == "call":
+            reply, out = _call(header, arrays, namespace, framework)
+            protocol.send(sock, reply, out)
+        else:
+            return
+
+
+def _run_cell(header: dict, namespace: dict) -> dict:
+    try:
+        code = compile(_strip_magics(header["source"]), f"<cell {header['index']}>", "exec")
+        exec(code, namespace)
+    except BaseException as exc:   # SystemExit and KeyboardInterrupt too: a cell cannot stop us
+        return {"ok": False, "error": _error_text(exc)}
+    return {"ok": True}
+
+
+def _call(header: dict, arrays: dict, namespace: dict, framework: str):
+    func = namespace.get(header["name"])
+    if func is None:
+        return {"status": "missing"}, None
+    if not callable(func):
+        return {"status": "error", "error": f"{header['name']} is not a function"}, None
+    tracer.take()
+    try:
+        args, kwargs = convert.decode_args(header["spec"], arrays, framework)
+        value = func(*args, **kwargs)
+    except NotImplementedError:
+        return {"status": "not_implemented", "builtins": tracer.take()}, None
+    except BaseException as exc:
+        return {"status": "error", "error": _error_text(exc), "builtins": tracer.take()}, None
+    used = tracer.take()
+    try:
+        spec, out = convert.encode_result(value)
+    except BaseException as exc:
+        return {"status": "error", "builtins": used,
+                "error": f"the return value could not be read: {type(exc).__name__}: {exc}"}, None
+    return {"status": "ok", "result": spec, "builtins": used}, out
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1], socket.socket(fileno=int(sys.argv[2])))
