@@ -89,7 +89,8 @@ def _bwrap_args(lib: str) -> list[str]:
             "--new-session", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
             "--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "PATH", "/usr/bin:/bin",
             "--setenv", "TF_CPP_MIN_LOG_LEVEL", "3", "--setenv", "MPLBACKEND", "Agg",
-            "--setenv", "OMP_NUM_THREADS", "1", "--chdir", "/tmp"]
+            "--setenv", "OMP_NUM_THREADS", "1", "--setenv", "AUTOGRADER_PID_NAMESPACE", "1",
+            "--chdir", "/tmp"]
     system = ["/usr", "/lib", "/lib64", "/bin", "/etc/ld.so.cache", "/etc/ld.so.conf",
               "/etc/ld.so.conf.d", "/etc/alternatives", "/etc/localtime", "/etc/passwd", "/etc/group"]
     python = {sys.base_prefix, sys.prefix, str(Path(os.path.realpath(sys.executable)).parent.parent)}
@@ -123,6 +124,18 @@ class _Cgroup:
         except OSError:
             self.remove()
             self.dirs = []
+
+    def oom_kills(self) -> int:
+        for d in self.dirs:
+            for name in ("memory.events", "memory.oom_control"):
+                try:
+                    for line in (d / name).read_text().splitlines():
+                        key, _, value = line.partition(" ")
+                        if key == "oom_kill":
+                            return int(value)
+                except (OSError, ValueError):
+                    continue
+        return 0
 
     def enter(self) -> None:   # runs in the child between fork and exec
         for d in self.dirs:
@@ -179,6 +192,7 @@ class Sandbox:
         self._start()
 
     def open_session(self, op: dict) -> socket.socket:
+        self._ooms_at_open = self.cgroup.oom_kills()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             socket.send_fds(self.ctrl, [json.dumps({"op": "session", **op}).encode()], [theirs.fileno()])
@@ -191,10 +205,13 @@ class Sandbox:
 
     def end_session(self, grace: bool) -> str:
         """Kill the child and all it started; say how it ended."""
+        ooms = self._ooms_at_open
         try:
             self.ctrl.settimeout(30)
             self.ctrl.send(json.dumps({"op": "end", "grace_steps": 50 if grace else 0}).encode())
             reply = json.loads(self.ctrl.recv(1 << 16) or b"{}")
+            if self.cgroup.oom_kills() > ooms:
+                return f"was killed: it used more than the {self.limits.memory_bytes / 2**30:g} GiB memory limit"
             return reply.get("how", "ended")
         except (OSError, ValueError):
             self.restart()   # the worker itself died (e.g. chosen by the OOM killer)
@@ -282,7 +299,8 @@ class Runner:
             limit = "the submission's time limit" if timeout < seconds else f"the {seconds:g} s limit"
             raise Died(self._died(f"timed out: still running after {limit}", grace=False)) from None
         except (OSError, protocol.ProtocolError):
-            raise Died("the process " + self._died("", grace=True)) from None
+            how = self._died("", grace=True)
+            raise Died(how if how.startswith("the process") else "the process " + how) from None
 
     # -- cells
     def run_cells(self) -> list[CellOutcome]:
@@ -304,8 +322,17 @@ class Runner:
                     break
         return self.outcomes
 
-    def _replay(self) -> None:
+    def _replay(self, attempts: int = 2) -> None:
         """A fresh child with the cells that ran without killing the process."""
+        for attempt in range(attempts):
+            try:
+                return self._replay_once()
+            except Died as died:
+                if attempt == attempts - 1:
+                    self.gave_up = str(died)
+                    raise
+
+    def _replay_once(self) -> None:
         self._open()
         done = {o.index for o in self.outcomes if o.ok or "Traceback" in o.error}
         for index, source in self.cells:
@@ -315,8 +342,7 @@ class Runner:
                 self._exchange({"op": "cell", "index": index, "source": source},
                                seconds=self.limits.cell_seconds)
             except Died as died:
-                self.gave_up = f"could not restart the notebook: cell {index} {died}"
-                raise Died(self.gave_up) from None
+                raise Died(f"could not restart the notebook: cell {index}: {died}") from None
 
     # -- calls
     def call(self, name: str, args: tuple, kwargs: dict) -> Reply:
