@@ -79,9 +79,9 @@ def _grade(args) -> int:
     options = Options(timeout=args.timeout, seed=args.seed, require_sandbox=args.require_sandbox,
                       expect=args.assignment)
     results = grade_batch(args.submissions, args.out, options, jobs=args.jobs, progress=_Bar())
-    from autograder.report.table import summary_table
+    from autograder.report.table import print_summary
 
-    Console().print(summary_table(results))
+    print_summary(results, Console())
     print(f"wrote {args.out / 'grades.csv'} and a results.json + feedback per submission")
     return 0
 

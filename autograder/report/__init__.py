@@ -1,0 +1,97 @@
+"""The report stage: the last of parse -> execute -> check -> score -> report.
+
+Per submission, in DIR/<submission>/:
+    results.json             Gradescope's format (gradescope.py), validated before it is written
+    feedback.md, .html       for the student (feedback.py; hidden checks per disclosure.py)
+    feedback_instructor.md   every message in full, for staff only
+    result.json              the whole SubmissionResult, written LAST: its presence means the
+                             submission's report is complete, which is what a resumed batch checks
+For the batch, in DIR/: grades.csv and histogram.png (table.py, histogram.py).
+histogram.py (matplotlib) is imported only when needed: run_autograder on Gradescope, and every
+`check` a student runs, would otherwise pay a second for a plot they never draw.
+
+Every file is written atomically (atomic.py), so a batch killed at any moment leaves each file
+either whole or absent.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from autograder.report.atomic import remove_durably, write_atomic
+from autograder.report.feedback import feedback_html, feedback_markdown
+from autograder.report.gradescope import to_gradescope, validate_gradescope
+from autograder.report.table import print_summary, summary_table, write_grades_csv
+from autograder.results import SubmissionResult
+
+__all__ = [
+    "feedback_html", "feedback_markdown", "print_summary", "read_submission_result",
+    "submission_dir", "summary_table", "to_gradescope", "validate_gradescope",
+    "write_batch_report", "write_grades_csv", "write_histogram", "write_submission_report",
+]
+
+COMPLETE_MARKER = "result.json"
+
+
+def submission_dir(out_dir: Path, submission: str) -> Path:
+    """out_dir/<submission>, refusing names that would land anywhere else."""
+    if (not submission or submission in (".", "..") or "/" in submission or "\\" in submission
+            or "\0" in submission):
+        raise ValueError(f"not usable as a folder name: {submission!r}")
+    return Path(out_dir) / submission
+
+
+def _json(data: dict) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_submission_report(result: SubmissionResult, out_dir: Path) -> Path:
+    """Write one submission's reports; return its folder."""
+    folder = submission_dir(out_dir, result.submission)
+    folder.mkdir(parents=True, exist_ok=True)
+    # A re-graded submission's old marker must go first: otherwise a kill below would leave new
+    # reports beside an old marker that claims they are complete.
+    remove_durably(folder / COMPLETE_MARKER)
+    gradescope = to_gradescope(result)
+    validate_gradescope(gradescope)   # never hand Gradescope a file it would reject
+    write_atomic(folder / "results.json", _json(gradescope))
+    write_atomic(folder / "feedback.md", feedback_markdown(result))
+    write_atomic(folder / "feedback.html", feedback_html(result))
+    write_atomic(folder / "feedback_instructor.md", feedback_markdown(result, instructor=True))
+    write_atomic(folder / COMPLETE_MARKER, _json(result.to_dict()))
+    return folder
+
+
+def read_submission_result(out_dir: Path, submission: str) -> SubmissionResult | None:
+    """The result a previous run completed, or None if it must be graded (again).
+
+    None also for a marker this version cannot read (records changed since): re-grading is always
+    safe, trusting a half-understood file is not."""
+    marker = submission_dir(out_dir, submission) / COMPLETE_MARKER
+    try:
+        data = json.loads(marker.read_text(encoding="utf-8"))
+        result = SubmissionResult.from_dict(data)
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError, KeyError):
+        return None
+    return result if result.submission == submission else None
+
+
+def __getattr__(name: str):
+    if name == "write_histogram":
+        from autograder.report.histogram import write_histogram
+        return write_histogram
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def write_batch_report(results: list[SubmissionResult], out_dir: Path) -> dict[str, Path]:
+    """grades.csv and histogram.png for the whole batch; returns their paths by name."""
+    from autograder.report.histogram import write_histogram
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return {
+        "grades.csv": write_grades_csv(results, out_dir / "grades.csv"),
+        "histogram.png": write_histogram(results, out_dir / "histogram.png"),
+    }

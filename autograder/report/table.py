@@ -1,0 +1,126 @@
+"""The batch as a table: grades.csv for the LMS, and a summary for the terminal.
+
+grades.csv: one row per submission, sorted by name; columns
+`submission, chapter, framework, <exercise>..., total, max_total, error`.
+Exercise columns follow each assignment's order, united across chapters in first-seen order (over
+the sorted rows, so the header does not depend on which job finished first). A cell is empty where
+the submission's assignment has no such exercise. The file is UTF-8 without a byte-order mark (a
+BOM would become part of the first header name in several LMS importers), with a header row and
+the csv module's quoting.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from autograder.report.atomic import write_atomic
+from autograder.report.numbers import fmt_percent, fmt_points
+from autograder.report.sections import NOTEBOOK, framework_label, one_line, sections
+from autograder.results import SubmissionResult
+
+FIXED_HEAD = ["submission", "chapter", "framework"]
+FIXED_TAIL = ["total", "max_total", "error"]
+# A spreadsheet runs a cell starting with these as a formula; error text can quote student code.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def by_name(results: list[SubmissionResult]) -> list[SubmissionResult]:
+    return sorted(results, key=lambda r: (r.submission.casefold(), r.submission))
+
+
+def exercise_columns(results: list[SubmissionResult]) -> list[str]:
+    seen: dict[str, None] = {}
+    for result in by_name(results):
+        for section in sections(result):
+            if section.title != NOTEBOOK:
+                seen.setdefault(section.title, None)
+    return list(seen)
+
+
+def _exercise_cells(result: SubmissionResult) -> dict[str, str]:
+    return {s.title: fmt_points(s.score) for s in sections(result) if s.title != NOTEBOOK}
+
+
+def _safe_text(text: str) -> str:
+    text = one_line(text)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def grade_rows(results: list[SubmissionResult]) -> list[list[str]]:
+    """Header row, then one row per submission: the exact cells of grades.csv."""
+    exercises = exercise_columns(results)
+    rows = [FIXED_HEAD + exercises + FIXED_TAIL]
+    for r in by_name(results):
+        cells = _exercise_cells(r)
+        rows.append([
+            r.submission, r.chapter or "", r.framework or "",
+            *(cells.get(name, "") for name in exercises),
+            fmt_points(r.score),
+            fmt_points(r.max_score) if r.checks else "",   # unknown, not 0, when nothing ran
+            _safe_text(r.error or ""),
+        ])
+    return rows
+
+
+def write_grades_csv(results: list[SubmissionResult], path: Path) -> Path:
+    buffer = io.StringIO(newline="")
+    csv.writer(buffer).writerows(grade_rows(results))   # RFC 4180: CRLF, minimal quoting
+    return write_atomic(Path(path), buffer.getvalue())
+
+
+# --- terminal -------------------------------------------------------------------------------------
+
+def summary_table(results: list[SubmissionResult]) -> Table:
+    """Per submission: assignment, total, and the error if any."""
+    plural = "" if len(results) == 1 else "s"
+    table = Table(title=f"Graded {len(results)} submission{plural}", title_justify="left")
+    table.add_column("submission")
+    table.add_column("assignment")
+    table.add_column("score", justify="right")
+    table.add_column("%", justify="right")
+    table.add_column("error", overflow="fold", style="red")
+    for r in by_name(results):
+        assignment = f"{r.chapter or '?'} {framework_label(r.framework)}" if r.chapter else "?"
+        # Text, not str: a file named "[red]x" must print as itself, not as rich markup
+        table.add_row(Text(r.submission), Text(assignment),
+                      f"{fmt_points(r.score)} / {fmt_points(r.max_score)}",
+                      fmt_percent(r.score, r.max_score), Text(one_line(r.error or "")))
+    return table
+
+
+def exercise_means_table(results: list[SubmissionResult]) -> Table:
+    """Per exercise, the class mean over the submissions that were graded on it.
+
+    Errored submissions are left out: they say nothing about how hard an exercise is."""
+    table = Table(title="Class mean per exercise", title_justify="left")
+    table.add_column("exercise")
+    table.add_column("mean", justify="right")
+    table.add_column("%", justify="right")
+    table.add_column("n", justify="right")
+    graded = [r for r in results if not r.error]
+    for name in exercise_columns(graded):
+        scored = [(s.score, s.max_score) for r in graded for s in sections(r)
+                  if s.title == name and s.checks]
+        if not scored:
+            continue
+        mean = statistics.fmean(score for score, _ in scored)
+        top = statistics.fmean(top for _, top in scored)
+        table.add_row(Text(name), f"{fmt_points(round(mean, 2))} / {fmt_points(top)}",
+                      fmt_percent(mean, top), str(len(scored)))
+    return table
+
+
+def print_summary(results: list[SubmissionResult], console: Console | None = None) -> None:
+    """What `grade` prints at the end of a batch."""
+    console = console or Console()
+    console.print(summary_table(results))
+    console.print(exercise_means_table(results))
+    errored = sum(1 for r in results if r.error)
+    if errored:
+        console.print(f"[bold red]{errored} of {len(results)} submissions could not be graded[/]")
