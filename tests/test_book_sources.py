@@ -1,0 +1,195 @@
+"""Static checks of the book's sources, in the spirit of d2l's tabcheck: no build needed.
+
+- every chapter page is a MyST markdown notebook (jupytext front matter and a kernel);
+- code cells carry only known tags, and every PyTorch block has its TensorFlow twin (and back);
+- _toc.yml and chapters/ agree: each listed page exists, each page is listed.
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = ROOT / "chapters"
+SLUGS = [
+    "01_background", "02_principles", "03_math", "04_code",
+    "05_applications", "06_efficiency", "07_outlook",
+]
+FRAMEWORK_TAGS = {"pytorch", "tensorflow"}
+# raises-exception is deliberately absent: a page shows working code, and an error output would
+# look like a broken book.
+ALLOWED_TAGS = FRAMEWORK_TAGS | {
+    "hide-input", "hide-output", "remove-input", "remove-output", "remove-cell",
+}
+PAGES = sorted(CHAPTERS.glob("**/*.md"))
+
+
+def rel(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def front_matter(text: str) -> dict:
+    match = re.match(r"---\n(.*?)\n---\n", text, re.DOTALL)
+    if not match:
+        return {}
+    return yaml.safe_load(match.group(1)) or {}
+
+
+def code_cells(text: str) -> list[tuple[int, list[str], str]]:
+    """(line number, tags, text before the cell since the previous cell) for each code-cell."""
+    lines = text.splitlines()
+    cells, gap_start, i = [], 0, 0
+    while i < len(lines):
+        opening = re.match(r"^(`{3,}|~{3,})\{code-cell\}", lines[i])
+        if not opening:
+            i += 1
+            continue
+        fence, start = opening.group(1), i
+        between = "\n".join(lines[gap_start:start])
+        i += 1
+        options: dict = {}
+        if i < len(lines) and lines[i].strip() == "---":  # YAML option block
+            end = lines.index("---", i + 1)
+            options = yaml.safe_load("\n".join(lines[i + 1 : end])) or {}
+            i = end + 1
+        while i < len(lines) and re.match(r"^:\w[\w-]*:", lines[i]):  # `:key: value` options
+            key, _, value = lines[i][1:].partition(":")
+            options[key] = yaml.safe_load(value.strip())
+            i += 1
+        while i < len(lines) and not (
+            lines[i].startswith(fence[0] * len(fence)) and lines[i].strip(fence[0]) == ""
+        ):
+            i += 1
+        tags = options.get("tags") or []
+        cells.append((start + 1, list(tags) if isinstance(tags, list) else [tags], between))
+        i += 1
+        gap_start = i
+    return cells
+
+
+def twin_problems(cells) -> list[str]:
+    """Runs of adjacent framework cells must pair up: PyTorch block next to TensorFlow block."""
+    problems, run = [], []
+
+    def close(run):
+        blocks = []  # [framework, first line] per block of same-framework cells
+        for line, framework in run:
+            if not blocks or blocks[-1][0] != framework:
+                blocks.append([framework, line])
+        if len(blocks) % 2:
+            framework, line = blocks[-1]
+            problems.append(f"line {line}: '{framework}' block without an adjacent twin")
+
+    for line, tags, between in cells:
+        frameworks = FRAMEWORK_TAGS & set(tags)
+        if len(frameworks) > 1:
+            problems.append(f"line {line}: cell tagged with both frameworks")
+        adjacent = between.strip() == ""
+        if run and not (adjacent and len(frameworks) == 1):
+            close(run)
+            run = []
+        if len(frameworks) == 1:
+            run.append((line, frameworks.pop()))
+    if run:
+        close(run)
+    return problems
+
+
+def toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                files.append(entry["file"])
+            walk(entry.get("sections"))
+
+    walk(toc.get("chapters"))
+    for part in toc.get("parts", []):
+        walk(part.get("chapters"))
+    return files
+
+
+# --- the checks -----------------------------------------------------------------------------------
+
+
+def test_chapter_folders_are_the_contracts_slugs():
+    assert sorted(path.name for path in CHAPTERS.iterdir() if path.is_dir()) == SLUGS
+
+
+@pytest.mark.parametrize("page", PAGES, ids=rel)
+def test_page_is_a_myst_notebook(page):
+    meta = front_matter(page.read_text(encoding="utf-8"))
+    assert meta.get("jupytext", {}).get("text_representation", {}).get("format_name") == "myst", (
+        "missing jupytext front matter with format_name: myst"
+    )
+    assert meta.get("kernelspec", {}).get("name"), "missing kernelspec"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=rel)
+def test_code_cells_use_known_tags(page):
+    unknown = [
+        f"line {line}: {tag}"
+        for line, tags, _ in code_cells(page.read_text(encoding="utf-8"))
+        for tag in tags
+        if tag not in ALLOWED_TAGS
+    ]
+    assert unknown == [], f"allowed tags: {sorted(ALLOWED_TAGS)}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=rel)
+def test_every_framework_block_has_its_twin(page):
+    assert twin_problems(code_cells(page.read_text(encoding="utf-8"))) == []
+
+
+def test_every_toc_entry_exists():
+    missing = [
+        name for name in toc_files()
+        if not any((ROOT / f"{name}{suffix}").is_file() for suffix in (".md", ".ipynb"))
+    ]
+    assert missing == []
+
+
+def test_every_chapter_page_is_in_the_toc():
+    listed = set(toc_files())
+    unlisted = [rel(page) for page in PAGES if rel(page)[: -len(".md")] not in listed]
+    assert unlisted == []
+
+
+def test_every_chapter_has_an_index_page_in_order():
+    chapters = [name for name in toc_files() if name.endswith("/index")]
+    assert chapters == [f"chapters/{slug}/index" for slug in SLUGS]
+
+
+# --- the checker itself must catch what it is meant to catch ------------------------------------
+
+FENCE = "```"
+
+
+def cell(tags: str, code: str = "pass") -> str:
+    return f"{FENCE}{{code-cell}} ipython3\n:tags: [{tags}]\n{code}\n{FENCE}\n"
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        (cell("pytorch") + "\n" + cell("tensorflow"), 0),
+        (cell("tensorflow") + cell("pytorch") + "\n" + cell("pytorch"), 0),
+        (cell("pytorch") + "\nSome prose.\n\n" + cell("tensorflow"), 2),
+        (cell("pytorch") + cell("tensorflow") + cell("pytorch"), 1),
+        (cell("pytorch, tensorflow"), 1),
+        (cell("hide-input") + cell("pytorch"), 1),
+    ],
+)
+def test_twin_checker_on_examples(source, expected):
+    assert len(twin_problems(code_cells(source))) == expected
+
+
+def test_tag_parser_reads_both_option_syntaxes():
+    yaml_block = f"{FENCE}{{code-cell}} ipython3\n---\ntags: [raises-exception]\n---\n1/0\n{FENCE}\n"
+    assert [tags for _, tags, _ in code_cells(yaml_block + cell("pytorch"))] == [
+        ["raises-exception"], ["pytorch"],
+    ]
