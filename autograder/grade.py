@@ -39,7 +39,8 @@ class Sandboxes:
 
     def get(self, framework: str) -> Sandbox:
         if framework not in self.by_framework:
-            limits = Limits(submission_seconds=self.options.timeout)
+            t = self.options.timeout   # one cell or call may use a fair share of it, not all
+            limits = Limits(submission_seconds=t, cell_seconds=min(60.0, t / 4), call_seconds=min(20.0, t / 6))
             self.by_framework[framework] = Sandbox(framework, limits, self.options.require_sandbox)
         return self.by_framework[framework]
 
