@@ -47,7 +47,8 @@ class Limits:
     call_seconds: float = 20.0       # one call of a student's function
     cell_seconds: float = 60.0       # one notebook cell
     submission_seconds: float = 300.0
-    memory_bytes: int = 4 << 30      # worker + submission; TF alone is ~0.6 GiB
+    memory_bytes: int = 4 << 30      # cgroup cap, worker + submission; TF alone is ~0.6 GiB
+    submission_memory_bytes: int = 2 << 30   # the submission's own anonymous memory, watched
     max_processes: int = 64
     max_file_bytes: int = 64 << 20
 
@@ -269,6 +270,7 @@ class Runner:
         self.sock = self.sandbox.open_session({
             "max_file_bytes": self.limits.max_file_bytes,
             "max_processes": self.limits.max_processes,
+            "max_memory_bytes": self.limits.submission_memory_bytes,
         })
 
     def _died(self, why: str, grace: bool) -> str:

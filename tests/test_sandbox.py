@@ -117,13 +117,17 @@ def test_a_reply_that_is_not_plain_data_is_refused():
     assert execute._read_reply({"status": "PASSED"}, {}).status == "error"
 
 
-def test_without_bubblewrap_it_still_runs_and_says_isolation_is_reduced(monkeypatch):
+def test_without_bubblewrap_or_cgroups_it_still_runs_and_says_isolation_is_reduced(monkeypatch):
     monkeypatch.setattr(execute, "bwrap_works", lambda: False)
-    box = Sandbox("torch", Limits(call_seconds=3))
+    monkeypatch.setattr(execute._Cgroup, "__init__", lambda self, limits: setattr(self, "dirs", []))
+    box = Sandbox("torch", Limits(call_seconds=10, submission_memory_bytes=1 << 30))
     try:
-        assert box.isolation == execute.REDUCED
-        runner = run(box, "import torch\ndef f(x):\n    return x * 3", "def slow(x):\n    while True: pass")
+        assert box.isolation == execute.REDUCED and not box.cgroup.dirs
+        runner = run(box, "import torch\ndef f(x):\n    return x * 3", "def slow(x):\n    while True: pass",
+                     "import numpy as np\ndef hog(x):\n    a = []\n    while True: a.append(np.ones(50_000_000))")
         assert runner.call("slow", X, {}).status == "died"
+        hog = runner.call("hog", X, {})
+        assert hog.status == "died" and "memory limit" in hog.error, hog   # the worker's watchdog
         assert runner.call("f", X, {}).value.sum() == 18
         runner.close()
     finally:

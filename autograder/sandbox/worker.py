@@ -101,7 +101,23 @@ def _reap(statuses: dict[int, int] | None = None) -> None:
             statuses[pid] = status
 
 
-def _describe(status: int | None) -> dict:
+def _anon_rss(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("RssAnon:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def _describe(status: int | None, memory_limit: int = 0) -> dict:
+    if memory_limit:
+        return {"how": f"was killed: it used more than the {memory_limit / 2**30:g} GiB memory limit"}
     if status is None:
         return {"how": "killed by the grader"}
     if os.WIFSIGNALED(status):
@@ -116,10 +132,15 @@ def serve(framework: str, ctrl: socket.socket) -> None:
     _prepare(framework)
     ctrl.send(json.dumps({"op": "ready", "pid": os.getpid()}).encode())
     statuses: dict[int, int] = {}
-    child = None
+    child, memory_limit, over_memory = None, 0, 0
     while True:
-        ready, _, _ = select.select([ctrl], [], [], 0.2)
+        # While a submission runs, look at its memory often: where no cgroup caps it, this does.
+        ready, _, _ = select.select([ctrl], [], [], 0.05 if child else 0.5)
         _reap(statuses)
+        if child and memory_limit and not over_memory and child not in statuses:
+            if _anon_rss([child, *_descendants(child)]) > memory_limit:
+                over_memory = memory_limit
+                _kill_all_below_me()
         if not ready:
             continue
         msg, fds, _, _ = socket.recv_fds(ctrl, 1 << 16, 1)
@@ -140,6 +161,7 @@ def serve(framework: str, ctrl: socket.socket) -> None:
                 finally:
                     os._exit(0)
             os.close(fds[0])
+            memory_limit, over_memory = int(op.get("max_memory_bytes", 0)), 0
         elif op["op"] == "end":
             # Give a child that is exiting by itself a moment, so its own status is reported.
             for _ in range(op.get("grace_steps", 0)):
@@ -149,9 +171,10 @@ def serve(framework: str, ctrl: socket.socket) -> None:
                 select.select([], [], [], 0.01)
             _kill_all_below_me()
             _reap(statuses)
-            ctrl.send(json.dumps({"op": "ended", **_describe(statuses.pop(child, None))}).encode())
+            ended = _describe(statuses.pop(child, None), over_memory)
+            ctrl.send(json.dumps({"op": "ended", **ended}).encode())
             statuses.clear()
-            child = None
+            child, memory_limit, over_memory = None, 0, 0
 
 
 # ---------------------------------------------------------------- the child: one submission
