@@ -1,0 +1,449 @@
+"""Grading checks for chapter 02 (principles): scores, masks, masked softmax, attention.
+
+Public checks (what `check("name")` runs in the notebook) use the worked examples of the exercise
+notebook and basic shapes. Hidden checks compare with the oracle on random inputs and probe the
+edges the contract fixes: extra leading batch dimensions, n_q != n_k, length 1, fully masked rows,
+scores of +-1e4, broadcast masks, and properties that hold whatever the inputs.
+"""
+import numpy as np
+
+from autograder.checks.api import CheckFailure, assert_close, assert_shape, check
+
+EXAMPLE_QUERIES = np.array([[1, 0], [0, 1], [1, 1]], np.float32)        # (n_q=3, d_k=2)
+EXAMPLE_KEYS = np.array([[1, 2], [3, -1]], np.float32)                  # (n_k=2, d_k=2)
+
+
+def _normal(rng, *shape) -> np.ndarray:
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def _random_mask(rng, *shape, p_allowed=0.6) -> np.ndarray:
+    return rng.random(shape) < p_allowed
+
+
+def _random_parents(rng, n: int) -> np.ndarray:
+    """A random tree on n nodes whose numbering is shuffled, so parents may come after children."""
+    order = rng.permutation(n)                     # order[0] is the root
+    parents = np.full(n, -1, np.int64)
+    for rank in range(1, n):
+        parents[order[rank]] = order[rng.integers(rank)]
+    return parents
+
+
+def _rows_sum_to_one(weights: np.ndarray, rows_with_keys: np.ndarray, what="weights") -> None:
+    sums = weights.sum(axis=-1)
+    off = rows_with_keys & ~np.isclose(sums, 1.0, atol=1e-5)
+    if off.any():
+        i = tuple(int(n) for n in np.argwhere(off)[0])
+        raise CheckFailure(f"{what}: the row at {i} sums to {sums[i]:.6g}, not 1. Is the softmax taken "
+                           "over the last axis (the keys)?")
+
+
+# --- dot_product_scores --------------------------------------------------------------------------
+
+@check("dot_product_scores", points=1, public=True)
+def test_dot_product_scores_worked_example(student, oracle, rng):
+    """matches the worked example"""
+    got = student.dot_product_scores(EXAMPLE_QUERIES, EXAMPLE_KEYS)
+    assert_close(got, oracle.dot_product_scores(EXAMPLE_QUERIES, EXAMPLE_KEYS), what="scores")
+
+
+@check("dot_product_scores", points=1, public=True)
+def test_dot_product_scores_batched_shape(student, oracle, rng):
+    """a batch of 2: (2, 3, 4) queries and (2, 5, 4) keys give (2, 3, 5) scores"""
+    queries, keys = _normal(rng, 2, 3, 4), _normal(rng, 2, 5, 4)
+    got = student.dot_product_scores(queries, keys)
+    assert_shape(got, (2, 3, 5), what="scores")
+    assert_close(got, oracle.dot_product_scores(queries, keys), what="scores")
+
+
+@check("dot_product_scores", points=1)
+def test_dot_product_scores_leading_dims(student, oracle, rng):
+    """any number of leading batch dimensions"""
+    queries, keys = _normal(rng, 2, 3, 4, 6), _normal(rng, 2, 3, 7, 6)
+    assert_close(student.dot_product_scores(queries, keys), oracle.dot_product_scores(queries, keys),
+                 what="scores")
+
+
+@check("dot_product_scores", points=1)
+def test_dot_product_scores_single_query_and_key(student, oracle, rng):
+    """a single query and a single key give a (1, 1) score"""
+    queries, keys = _normal(rng, 1, 5), _normal(rng, 1, 5)
+    assert_close(student.dot_product_scores(queries, keys), oracle.dot_product_scores(queries, keys),
+                 what="scores")
+
+
+# --- scaled_dot_product_scores -------------------------------------------------------------------
+
+@check("scaled_dot_product_scores", points=1, public=True)
+def test_scaled_dot_product_scores_worked_example(student, oracle, rng):
+    """matches the worked example (d_k = 4, so the scores are halved)"""
+    queries = np.array([[1, 1, 1, 1], [2, 0, 0, 0]], np.float32)
+    keys = np.array([[1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 0, 4]], np.float32)
+    assert_close(student.scaled_dot_product_scores(queries, keys),
+                 oracle.scaled_dot_product_scores(queries, keys), what="scores")
+
+
+@check("scaled_dot_product_scores", points=1)
+def test_scaled_dot_product_scores_random(student, oracle, rng):
+    """divides by sqrt(d_k) when n_q, n_k and d_k all differ"""
+    queries, keys = _normal(rng, 2, 3, 9), _normal(rng, 2, 5, 9)
+    assert_close(student.scaled_dot_product_scores(queries, keys),
+                 oracle.scaled_dot_product_scores(queries, keys), what="scores")
+
+
+@check("scaled_dot_product_scores", points=1, public=True)
+def test_scaled_dot_product_scores_leading_dims(student, oracle, rng):
+    """any number of leading batch dimensions, and a single key"""
+    queries, keys = _normal(rng, 2, 2, 3, 16), _normal(rng, 2, 2, 1, 16)
+    got = student.scaled_dot_product_scores(queries, keys)
+    assert_shape(got, (2, 2, 3, 1), what="scores")
+    assert_close(got, oracle.scaled_dot_product_scores(queries, keys), what="scores")
+
+
+# --- additive_scores -----------------------------------------------------------------------------
+
+def _additive_example():
+    queries = np.array([[1, 0]], np.float32)                         # (n_q=1, d_q=2)
+    keys = np.array([[0, 0, 0], [1, 0, 0]], np.float32)              # (n_k=2, d_k=3)
+    W_q = np.array([[1, -1], [0, 0]], np.float32)                    # (d_q=2, h=2)
+    W_k = np.array([[-1, 1], [0, 0], [0, 0]], np.float32)            # (d_k=3, h=2)
+    w_v = np.array([1, -1], np.float32)                              # (h=2,)
+    return queries, keys, W_q, W_k, w_v
+
+
+def _additive_random(rng, batch, n_q, n_k, d_q, d_k, h):
+    return (_normal(rng, *batch, n_q, d_q), _normal(rng, *batch, n_k, d_k),
+            _normal(rng, d_q, h), _normal(rng, d_k, h), _normal(rng, h))
+
+
+@check("additive_scores", points=1, public=True)
+def test_additive_scores_worked_example(student, oracle, rng):
+    """matches the worked example"""
+    args = _additive_example()
+    assert_close(student.additive_scores(*args), oracle.additive_scores(*args), what="scores")
+
+
+@check("additive_scores", points=1, public=True)
+def test_additive_scores_shapes(student, oracle, rng):
+    """queries and keys of different sizes: (2, 3, 4) and (2, 5, 6) with h = 7 give (2, 3, 5)"""
+    args = _additive_random(rng, (2,), n_q=3, n_k=5, d_q=4, d_k=6, h=7)
+    got = student.additive_scores(*args)
+    assert_shape(got, (2, 3, 5), what="scores")
+    assert_close(got, oracle.additive_scores(*args), what="scores")
+
+
+@check("additive_scores", points=1)
+def test_additive_scores_leading_dims(student, oracle, rng):
+    """any number of leading batch dimensions"""
+    args = _additive_random(rng, (2, 3), n_q=4, n_k=2, d_q=3, d_k=5, h=6)
+    assert_close(student.additive_scores(*args), oracle.additive_scores(*args), what="scores")
+
+
+@check("additive_scores", points=1)
+def test_additive_scores_single_query_and_key(student, oracle, rng):
+    """a single query and a single key, with h = 1"""
+    args = _additive_random(rng, (), n_q=1, n_k=1, d_q=2, d_k=3, h=1)
+    assert_close(student.additive_scores(*args), oracle.additive_scores(*args), what="scores")
+
+
+# --- general_scores ------------------------------------------------------------------------------
+
+@check("general_scores", points=1, public=True)
+def test_general_scores_worked_example(student, oracle, rng):
+    """matches the worked example"""
+    queries = np.array([[1, 2]], np.float32)                         # (n_q=1, d_q=2)
+    keys = np.array([[1, 1, 1], [0, 5, 0], [1, 0, -1]], np.float32)  # (n_k=3, d_k=3)
+    W = np.array([[1, 0, 0], [0, 0, 1]], np.float32)                 # (d_q=2, d_k=3)
+    assert_close(student.general_scores(queries, keys, W), oracle.general_scores(queries, keys, W),
+                 what="scores")
+
+
+@check("general_scores", points=1, public=True)
+def test_general_scores_identity_is_dot_product(student, oracle, rng):
+    """with W = I it gives the dot-product scores"""
+    queries, keys = _normal(rng, 2, 3, 4), _normal(rng, 2, 5, 4)
+    got = student.general_scores(queries, keys, np.eye(4, dtype=np.float32))
+    assert_close(got, oracle.dot_product_scores(queries, keys), what="scores")
+
+
+@check("general_scores", points=1)
+def test_general_scores_square_W(student, oracle, rng):
+    """a square, non-symmetric W is used as q W k^T, not q W^T k^T"""
+    queries, keys, W = _normal(rng, 3, 4), _normal(rng, 6, 4), _normal(rng, 4, 4)
+    assert_close(student.general_scores(queries, keys, W), oracle.general_scores(queries, keys, W),
+                 what="scores")
+
+
+@check("general_scores", points=1)
+def test_general_scores_leading_dims(student, oracle, rng):
+    """any number of leading batch dimensions, with d_q != d_k"""
+    queries, keys, W = _normal(rng, 2, 3, 4, 5), _normal(rng, 2, 3, 2, 7), _normal(rng, 5, 7)
+    got = student.general_scores(queries, keys, W)
+    assert_shape(got, (2, 3, 4, 2), what="scores")
+    assert_close(got, oracle.general_scores(queries, keys, W), what="scores")
+
+
+# --- masked_softmax ------------------------------------------------------------------------------
+
+@check("masked_softmax", points=1, public=True)
+def test_masked_softmax_worked_example(student, oracle, rng):
+    """matches the worked example"""
+    scores = np.array([[0, 0, 5], [1, 1, 1]], np.float32)
+    mask = np.array([[True, True, False], [True, True, True]])
+    assert_close(student.masked_softmax(scores, mask), oracle.masked_softmax(scores, mask), what="weights")
+
+
+@check("masked_softmax", points=1)
+def test_masked_softmax_without_mask(student, oracle, rng):
+    """without a mask it is the softmax over the last axis"""
+    scores = _normal(rng, 2, 3, 5)
+    got = student.masked_softmax(scores)
+    assert_shape(got, (2, 3, 5), what="weights")
+    _rows_sum_to_one(got, np.ones((2, 3), bool))
+    assert_close(got, oracle.masked_softmax(scores), what="weights")
+
+
+@check("masked_softmax", points=1, public=True)
+def test_masked_softmax_fully_masked_rows(student, oracle, rng):
+    """fully masked rows give zeros, not NaN"""
+    scores = _normal(rng, 2, 3, 4)
+    mask = np.ones((2, 3, 4), bool)
+    mask[:, 1] = False
+    mask[1, 2] = False
+    assert_close(student.masked_softmax(scores, mask), oracle.masked_softmax(scores, mask), what="weights")
+
+
+@check("masked_softmax", points=1)
+def test_masked_softmax_large_scores(student, oracle, rng):
+    """stays finite and exact at scores of +-1e4"""
+    scores = np.array([[1e4, 1e4 - 1, 1e4 - 2, -1e4],
+                       [-1e4, -1e4 + 1, -1e4 + 0.5, -1e4 + 3],
+                       [1e4, -1e4, 0, 5e3]], np.float32)
+    mask = np.array([[True, True, True, True],
+                     [True, True, True, False],
+                     [False, True, True, True]])
+    assert_close(student.masked_softmax(scores), oracle.masked_softmax(scores), what="weights")
+    assert_close(student.masked_softmax(scores, mask), oracle.masked_softmax(scores, mask), what="weights")
+
+
+@check("masked_softmax", points=1)
+def test_masked_softmax_broadcast_mask(student, oracle, rng):
+    """a (batch, 1, n_k) mask applies to every query"""
+    scores = _normal(rng, 3, 4, 5)
+    mask = _random_mask(rng, 3, 1, 5)
+    mask[:, 0, 0] = True
+    mask[2] = False                                                  # one batch with no keys at all
+    assert_close(student.masked_softmax(scores, mask), oracle.masked_softmax(scores, mask), what="weights")
+
+
+@check("masked_softmax", points=1)
+def test_masked_softmax_random(student, oracle, rng):
+    """random scores and masks with extra batch dimensions"""
+    scores = 3 * _normal(rng, 2, 3, 4, 6)
+    mask = _random_mask(rng, 2, 3, 4, 6)
+    assert_close(student.masked_softmax(scores, mask), oracle.masked_softmax(scores, mask), what="weights")
+
+
+@check("masked_softmax", points=1)
+def test_masked_softmax_masked_keys_get_nothing(student, oracle, rng):
+    """masked keys get weight exactly 0, however large their score; other rows sum to 1"""
+    scores = _normal(rng, 4, 7)
+    mask = _random_mask(rng, 4, 7, p_allowed=0.5)
+    mask[:, 0] = True
+    scores[~mask] = 1e4                                              # a tempting score behind the mask
+    got = student.masked_softmax(scores, mask)
+    assert_shape(got, (4, 7), what="weights")
+    if np.isnan(got).any() or (got[~mask] != 0).any():
+        raise CheckFailure("weights: a masked key got a non-zero weight (or NaN). Masked keys must get "
+                           "exactly 0, whatever their score; True in the mask means 'may attend'.")
+    _rows_sum_to_one(got, np.ones(4, bool))
+
+
+# --- padding_mask --------------------------------------------------------------------------------
+
+@check("padding_mask", points=1, public=True)
+def test_padding_mask_worked_example(student, oracle, rng):
+    """matches the worked example"""
+    valid_lens = np.array([1, 3])
+    assert_close(student.padding_mask(valid_lens, 4), oracle.padding_mask(valid_lens, 4), what="mask")
+
+
+@check("padding_mask", points=1)
+def test_padding_mask_extremes(student, oracle, rng):
+    """valid_len 0 masks every key and valid_len n_k none"""
+    valid_lens = np.array([0, 5, 2])
+    assert_close(student.padding_mask(valid_lens, 5), oracle.padding_mask(valid_lens, 5), what="mask")
+
+
+@check("padding_mask", points=1, public=True)
+def test_padding_mask_random(student, oracle, rng):
+    """random lengths give a bool (batch, 1, n_k) mask"""
+    valid_lens = rng.integers(0, 9, size=6)
+    got = student.padding_mask(valid_lens, 8)
+    assert_shape(got, (6, 1, 8), what="mask")
+    assert_close(got, oracle.padding_mask(valid_lens, 8), what="mask")
+
+
+@check("padding_mask", points=1)
+def test_padding_mask_single(student, oracle, rng):
+    """a batch of one with a single key"""
+    valid_lens = np.array([1])
+    assert_close(student.padding_mask(valid_lens, 1), oracle.padding_mask(valid_lens, 1), what="mask")
+
+
+# --- causal_mask ---------------------------------------------------------------------------------
+
+@check("causal_mask", points=1, public=True)
+def test_causal_mask_worked_example(student, oracle, rng):
+    """matches the worked examples: causal_mask(3) and causal_mask(2, 4)"""
+    assert_close(student.causal_mask(3), oracle.causal_mask(3), what="causal_mask(3)")
+    assert_close(student.causal_mask(2, 4), oracle.causal_mask(2, 4), what="causal_mask(2, 4)")
+
+
+@check("causal_mask", points=1, public=True)
+def test_causal_mask_square(student, oracle, rng):
+    """a square mask is the lower triangle, diagonal included"""
+    assert_close(student.causal_mask(6, 6), oracle.causal_mask(6, 6), what="causal_mask(6, 6)")
+    assert_close(student.causal_mask(6, None), oracle.causal_mask(6), what="causal_mask(6, None)")
+
+
+@check("causal_mask", points=1)
+def test_causal_mask_fewer_queries(student, oracle, rng):
+    """n_q < n_k is aligned to the bottom right, as with a KV cache"""
+    for n_q, n_k in [(1, 5), (3, 7)]:
+        assert_close(student.causal_mask(n_q, n_k), oracle.causal_mask(n_q, n_k),
+                     what=f"causal_mask({n_q}, {n_k})")
+
+
+@check("causal_mask", points=1)
+def test_causal_mask_more_queries(student, oracle, rng):
+    """n_q > n_k: the first queries see no key at all"""
+    assert_close(student.causal_mask(5, 2), oracle.causal_mask(5, 2), what="causal_mask(5, 2)")
+
+
+@check("causal_mask", points=1)
+def test_causal_mask_one(student, oracle, rng):
+    """a single query and key"""
+    assert_close(student.causal_mask(1), oracle.causal_mask(1), what="causal_mask(1)")
+
+
+# --- tree_mask -----------------------------------------------------------------------------------
+
+@check("tree_mask", points=1, public=True)
+def test_tree_mask_worked_example(student, oracle, rng):
+    """matches the worked example"""
+    parents = np.array([-1, 0, 0, 1])
+    assert_close(student.tree_mask(parents), oracle.tree_mask(parents), what="mask")
+
+
+@check("tree_mask", points=1, public=True)
+def test_tree_mask_chain(student, oracle, rng):
+    """a chain: every node sees all its ancestors, not only its parent"""
+    parents = np.array([-1, 0, 1, 2, 3, 4])
+    assert_close(student.tree_mask(parents), oracle.tree_mask(parents), what="mask")
+
+
+@check("tree_mask", points=1)
+def test_tree_mask_single_node(student, oracle, rng):
+    """a tree of one node sees itself"""
+    parents = np.array([-1])
+    assert_close(student.tree_mask(parents), oracle.tree_mask(parents), what="mask")
+
+
+@check("tree_mask", points=1)
+def test_tree_mask_random_trees(student, oracle, rng):
+    """random trees, numbered in any order (a parent may come after its child)"""
+    for n in (5, 9):
+        parents = _random_parents(rng, n)
+        assert_close(student.tree_mask(parents), oracle.tree_mask(parents), what=f"mask of parents {parents.tolist()}")
+
+
+# --- scaled_dot_product_attention ----------------------------------------------------------------
+
+def _attention_example():
+    queries = np.array([[0, 0, 0, 0], [1, 2, 3, 4]], np.float32)              # (n_q=2, d_k=4)
+    keys = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]], np.float32)   # (n_k=3, d_k=4)
+    values = np.array([[1, 0], [0, 1], [2, 2]], np.float32)                   # (n_k=3, d_v=2)
+    mask = np.array([[True, True, True], [False, True, False]])               # (n_q=2, n_k=3)
+    return queries, keys, values, mask
+
+
+ATTENTION_OUT = ("output", "weights")
+
+
+def _output_and_weights(got):
+    if not isinstance(got, tuple) or len(got) != 2:
+        raise CheckFailure("expected a tuple (output, weights), got "
+                           + (f"a tuple of {len(got)}." if isinstance(got, tuple) else "a single value."))
+    return got
+
+
+@check("scaled_dot_product_attention", points=1, public=True)
+def test_scaled_dot_product_attention_worked_example(student, oracle, rng):
+    """matches the worked example"""
+    args = _attention_example()
+    assert_close(student.scaled_dot_product_attention(*args), oracle.scaled_dot_product_attention(*args),
+                 what=ATTENTION_OUT)
+
+
+@check("scaled_dot_product_attention", points=1, public=True)
+def test_scaled_dot_product_attention_shapes(student, oracle, rng):
+    """returns (output, weights) of shapes (2, 3, 6) and (2, 3, 5) without a mask"""
+    queries, keys, values = _normal(rng, 2, 3, 4), _normal(rng, 2, 5, 4), _normal(rng, 2, 5, 6)
+    got = _output_and_weights(student.scaled_dot_product_attention(queries, keys, values))
+    assert_shape(got[0], (2, 3, 6), what="output")
+    assert_shape(got[1], (2, 3, 5), what="weights")
+    assert_close(got, oracle.scaled_dot_product_attention(queries, keys, values), what=ATTENTION_OUT)
+
+
+@check("scaled_dot_product_attention", points=1)
+def test_scaled_dot_product_attention_random(student, oracle, rng):
+    """random inputs with extra batch dimensions, n_q != n_k and d_v != d_k, and a random mask"""
+    queries, keys, values = _normal(rng, 2, 3, 4, 8), _normal(rng, 2, 3, 6, 8), _normal(rng, 2, 3, 6, 5)
+    mask = _random_mask(rng, 2, 3, 4, 6)
+    args = (queries, keys, values, mask)
+    assert_close(student.scaled_dot_product_attention(*args), oracle.scaled_dot_product_attention(*args),
+                 what=ATTENTION_OUT)
+
+
+@check("scaled_dot_product_attention", points=1)
+def test_scaled_dot_product_attention_padding_mask(student, oracle, rng):
+    """a (batch, 1, n_k) padding mask, with one sequence of length 0"""
+    queries, keys, values = _normal(rng, 3, 4, 8), _normal(rng, 3, 5, 8), _normal(rng, 3, 5, 2)
+    mask = oracle.padding_mask(np.array([5, 2, 0]), 5)
+    args = (queries, keys, values, mask)
+    assert_close(student.scaled_dot_product_attention(*args), oracle.scaled_dot_product_attention(*args),
+                 what=ATTENTION_OUT)
+
+
+@check("scaled_dot_product_attention", points=1)
+def test_scaled_dot_product_attention_fully_masked(student, oracle, rng):
+    """a causal mask with n_q > n_k: the queries that see no key get zero output, not NaN"""
+    queries, keys, values = _normal(rng, 2, 5, 4), _normal(rng, 2, 3, 4), _normal(rng, 2, 3, 3)
+    args = (queries, keys, values, oracle.causal_mask(5, 3))
+    assert_close(student.scaled_dot_product_attention(*args), oracle.scaled_dot_product_attention(*args),
+                 what=ATTENTION_OUT)
+
+
+@check("scaled_dot_product_attention", points=1)
+def test_scaled_dot_product_attention_large_scores(student, oracle, rng):
+    """stays finite at scores of 2e4: each query picks its matching key"""
+    keys = 200 * np.eye(4, dtype=np.float32)                         # scores q.k / sqrt(4) = 2e4 or 0
+    queries = keys[[2, 0, 3]]
+    values = _normal(rng, 4, 3)
+    args = (queries, keys, values)
+    assert_close(student.scaled_dot_product_attention(*args), oracle.scaled_dot_product_attention(*args),
+                 what=ATTENTION_OUT)
+
+
+@check("scaled_dot_product_attention", points=1)
+def test_scaled_dot_product_attention_permutation(student, oracle, rng):
+    """shuffling the keys and values together leaves the output unchanged"""
+    queries, keys, values = _normal(rng, 2, 3, 4), _normal(rng, 2, 6, 4), _normal(rng, 2, 6, 5)
+    perm = rng.permutation(6)
+    output, weights = _output_and_weights(student.scaled_dot_product_attention(queries, keys, values))
+    shuffled_output, shuffled_weights = _output_and_weights(
+        student.scaled_dot_product_attention(queries, keys[:, perm], values[:, perm]))
+    assert_close(shuffled_output, output, what="output for the shuffled keys and values")
+    assert_close(shuffled_weights, weights[..., perm], what="weights for the shuffled keys")

@@ -1,0 +1,140 @@
+"""Chapter 02 (principles): the NumPy reference for its nine exercises.
+
+Each function follows `../shared/CONTRACT.md` word for word:
+- queries `(..., n_q, d_k)`, keys `(..., n_k, d_k)`, values `(..., n_k, d_v)`, scores and weights
+  `(..., n_q, n_k)`, with any number of leading batch dimensions (NumPy broadcasting rules);
+- masks are boolean, broadcastable to the scores, and `True` means "may attend";
+- a row whose keys are all masked gets all-zero weights and a zero output, never NaN.
+
+Everything is computed in float64 and cast to float32 at the end, so the reference is more accurate
+than any float32 submission it is compared with. Masks come back as bool arrays.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "dot_product_scores",
+    "scaled_dot_product_scores",
+    "additive_scores",
+    "general_scores",
+    "masked_softmax",
+    "padding_mask",
+    "causal_mask",
+    "tree_mask",
+    "scaled_dot_product_attention",
+]
+
+
+def _f64(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64)
+
+
+def _transpose_last_two(x: np.ndarray) -> np.ndarray:
+    return np.swapaxes(x, -1, -2)
+
+
+# The float64 versions do the work; the public functions only cast their result.
+
+def _dot_product_scores(queries, keys) -> np.ndarray:
+    # (..., n_q, d_k) x (..., d_k, n_k) -> (..., n_q, n_k)
+    return np.matmul(_f64(queries), _transpose_last_two(_f64(keys)))
+
+
+def _scaled_dot_product_scores(queries, keys) -> np.ndarray:
+    d_k = np.shape(keys)[-1]
+    return _dot_product_scores(queries, keys) / np.sqrt(d_k)
+
+
+def _masked_softmax(scores, mask=None) -> np.ndarray:
+    scores = _f64(scores)
+    if mask is None:
+        allowed = np.ones(scores.shape, dtype=bool)
+    else:
+        allowed = np.broadcast_to(np.asarray(mask, dtype=bool), scores.shape)
+    any_allowed = allowed.any(axis=-1, keepdims=True)                 # (..., n_q, 1)
+    # The largest allowed score of each row; 0 for a row with no allowed key (it is never used).
+    row_max = np.where(allowed, scores, -np.inf).max(axis=-1, keepdims=True, initial=-np.inf)
+    row_max = np.where(any_allowed, row_max, 0.0)
+    # exp(s - max) <= 1 for allowed keys, so nothing overflows even at scores of 1e4.
+    exps = np.where(allowed, np.exp(np.where(allowed, scores - row_max, 0.0)), 0.0)
+    totals = exps.sum(axis=-1, keepdims=True)                         # >= 1 where any_allowed
+    return np.where(any_allowed, exps / np.where(any_allowed, totals, 1.0), 0.0)
+
+
+def dot_product_scores(queries, keys) -> np.ndarray:
+    """`scores[..., i, j] = q_i . k_j`: `(..., n_q, d_k), (..., n_k, d_k) -> (..., n_q, n_k)`."""
+    return _dot_product_scores(queries, keys).astype(np.float32)
+
+
+def scaled_dot_product_scores(queries, keys) -> np.ndarray:
+    """The dot-product scores divided by `sqrt(d_k)`."""
+    return _scaled_dot_product_scores(queries, keys).astype(np.float32)
+
+
+def additive_scores(queries, keys, W_q, W_k, w_v) -> np.ndarray:
+    """`scores[..., i, j] = w_v . tanh(q_i W_q + k_j W_k)`.
+
+    Shapes: queries `(..., n_q, d_q)`, keys `(..., n_k, d_k)`, `W_q (d_q, h)`, `W_k (d_k, h)`,
+    `w_v (h,)` -> `(..., n_q, n_k)`.
+    """
+    projected_q = np.matmul(_f64(queries), _f64(W_q))                 # (..., n_q, h)
+    projected_k = np.matmul(_f64(keys), _f64(W_k))                    # (..., n_k, h)
+    # Every (query, key) pair: (..., n_q, 1, h) + (..., 1, n_k, h) -> (..., n_q, n_k, h)
+    hidden = np.tanh(projected_q[..., :, None, :] + projected_k[..., None, :, :])
+    return np.matmul(hidden, _f64(w_v)).astype(np.float32)            # (..., n_q, n_k)
+
+
+def general_scores(queries, keys, W) -> np.ndarray:
+    """Luong's "general" score `q W k^T`: `W (d_q, d_k)` -> `(..., n_q, n_k)`."""
+    projected_q = np.matmul(_f64(queries), _f64(W))                   # (..., n_q, d_k)
+    return _dot_product_scores(projected_q, keys).astype(np.float32)
+
+
+def masked_softmax(scores, mask=None) -> np.ndarray:
+    """Softmax over the last axis, over the keys the mask allows (`True` = may attend).
+
+    Masked keys get weight 0; a row with no allowed key gets all zeros. `mask` is broadcast to the
+    shape of `scores`, which is also the shape of the result.
+    """
+    return _masked_softmax(scores, mask).astype(np.float32)
+
+
+def padding_mask(valid_lens, n_k: int) -> np.ndarray:
+    """`valid_lens (batch,)` -> bool `(batch, 1, n_k)`, True where the key index < valid_len."""
+    valid_lens = np.asarray(valid_lens)
+    key_index = np.arange(n_k)
+    return key_index[None, None, :] < valid_lens[:, None, None]
+
+
+def causal_mask(n_q: int, n_k: int | None = None) -> np.ndarray:
+    """Bool `(n_q, n_k)`: query i may attend to key j iff `j <= i + (n_k - n_q)` (bottom-right)."""
+    if n_k is None:
+        n_k = n_q
+    allowed = np.zeros((n_q, n_k), dtype=bool)
+    for i in range(n_q):
+        for j in range(n_k):
+            allowed[i, j] = j <= i + (n_k - n_q)
+    return allowed
+
+
+def tree_mask(parents) -> np.ndarray:
+    """Bool `(n, n)`: node i may attend to j iff j is i or an ancestor of i (`parents[root] = -1`)."""
+    parents = [int(p) for p in np.asarray(parents).reshape(-1)]
+    n = len(parents)
+    allowed = np.zeros((n, n), dtype=bool)
+    for i in range(n):
+        node, steps = i, 0
+        while node != -1:
+            if not 0 <= node < n or steps > n:
+                raise ValueError(f"parents does not describe a tree (node {i}'s ancestry)")
+            allowed[i, node] = True
+            node, steps = parents[node], steps + 1
+    return allowed
+
+
+def scaled_dot_product_attention(queries, keys, values, mask=None) -> tuple[np.ndarray, np.ndarray]:
+    """`softmax(q k^T / sqrt(d_k), masked) v` -> `(output (..., n_q, d_v), weights (..., n_q, n_k))`."""
+    weights = _masked_softmax(_scaled_dot_product_scores(queries, keys), mask)   # (..., n_q, n_k)
+    output = np.matmul(weights, _f64(values))                          # (..., n_q, d_v)
+    return output.astype(np.float32), weights.astype(np.float32)
