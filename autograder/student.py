@@ -58,6 +58,8 @@ def verdict(exercise: str, results) -> str:
     if any(r.output.endswith("not implemented yet") for r in failed):
         return f"… {exercise}: not implemented yet"
     if not failed:
+        if len(results) == 1:
+            return f"✓ {exercise}: the public check passed"
         return f"✓ {exercise}: all {len(results)} public checks passed"
     lines = [f"✗ {exercise}: {len(failed)} of {len(results)} public checks failed"]
     for r in failed:

@@ -286,6 +286,34 @@ def test_a_second_run_resumes_and_regrades_nothing(graded):
     assert before == {p: p.stat().st_mtime_ns for p in out.glob("*/result.json")}
 
 
+def test_a_batch_killed_midway_resumes_without_losing_or_redoing_work(tmp_path):
+    import os
+    import signal
+    import time
+
+    folder, out = tmp_path / "class", tmp_path / "out"
+    folder.mkdir()
+    for i in range(6):
+        nbformat.write(master("torch") if i % 2 else untouched("torch"), folder / f"s{i}.ipynb")
+    proc = subprocess.Popen([sys.executable, "-m", "autograder", "grade", str(folder), "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list(out.glob("*/result.json")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = {p: p.stat().st_mtime_ns for p in out.glob("*/result.json")}
+    assert 1 <= len(done) < 6, "the kill came too late to test resuming"
+    for written in out.rglob("*.json"):   # a kill mid-write leaves a temp file, never half a report
+        json.loads(written.read_text())
+    run = grade(folder, out)
+    assert run.returncode == 0
+    assert f"resuming: {len(done)} of 6 already graded" in run.stderr
+    assert all(p.stat().st_mtime_ns == m for p, m in done.items())
+    scores = {r["submission"]: r["total"] for r in csv.DictReader((out / "grades.csv").open())}
+    assert len(scores) == 6 and {scores[f"s{i}"] for i in (1, 3, 5)} == {"42"} and scores["s0"] == "0"
+
+
 def test_grading_is_deterministic(graded, tmp_path):
     folder, out, _ = graded
     again = tmp_path / "again"
