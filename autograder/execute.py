@@ -264,6 +264,7 @@ class Runner:
         self.sock: socket.socket | None = None
         self.outcomes: list[CellOutcome] = []
         self.gave_up = ""
+        self.timeouts: dict[str, int] = {}   # function -> calls that hit the time limit
 
     # -- life cycle
     def _open(self) -> None:
@@ -298,7 +299,7 @@ class Runner:
             protocol.send(self.sock, header, arrays)
             return protocol.recv(self.sock)
         except (socket.timeout, TimeoutError):
-            limit = "the submission's time limit" if timeout < seconds else f"the {seconds:g} s limit"
+            limit = "the submission's time limit" if timeout < seconds else f"the {seconds:.3g} s limit"
             raise Died(self._died(f"timed out: still running after {limit}", grace=False)) from None
         except (OSError, protocol.ProtocolError):
             how = self._died("", grace=True)
@@ -350,6 +351,8 @@ class Runner:
     def call(self, name: str, args: tuple, kwargs: dict) -> Reply:
         if self.gave_up:
             return Reply("died", error=self.gave_up)
+        if self.timeouts.get(name, 0) >= 2:   # a hanging exercise must not eat the whole budget
+            return Reply("died", error="not run: it timed out twice already")
         spec, arrays = convert.encode_args(args, kwargs)
         try:
             if self.sock is None:
@@ -357,6 +360,8 @@ class Runner:
             head, out = self._exchange({"op": "call", "name": name, "spec": spec}, arrays,
                                        seconds=self.limits.call_seconds)
         except Died as died:
+            if str(died).startswith("timed out"):
+                self.timeouts[name] = self.timeouts.get(name, 0) + 1
             return Reply("died", error=str(died))
         return _read_reply(head, out)
 
