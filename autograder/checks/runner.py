@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from autograder.checks.api import CheckFailure, NotImplementedYet, meta_of
-from autograder.execute import Reply, _read_reply
+from autograder.execute import Handle, Reply, _read_reply
 from autograder.results import CheckResult
-from autograder.sandbox import convert
+from autograder.sandbox import calls, convert
 
 CHECKS_DIR = Path(__file__).parent
 TENSOR_TYPE = {"torch": "torch.Tensor", "tf": "tf.Tensor"}
@@ -35,36 +35,30 @@ def oracle_for(chapter: str):
 
 
 class LocalBackend:
-    """Functions from a namespace in this process (the student's kernel)."""
+    """The functions of a namespace in this process (the student's kernel)."""
 
     def __init__(self, namespace: dict, framework: str):
         self.namespace = namespace
         self.framework = framework
+        self.handles: dict = {}
+
+    def request(self, request: dict, args: tuple, kwargs: dict) -> Reply:
+        spec, arrays = convert.encode_args(args, kwargs)
+        head, out = calls.perform({**request, "spec": spec}, arrays, self.namespace, self.handles,
+                                  self.framework)
+        return _read_reply(head, out or {})
 
     def call(self, name: str, args: tuple, kwargs: dict) -> Reply:
-        import traceback
-
-        func = self.namespace.get(name)
-        if func is None:
-            return Reply("missing")
-        spec, arrays = convert.encode_args(args, kwargs)
-        try:
-            a, kw = convert.decode_args(spec, arrays, self.framework)
-            value = func(*a, **kw)
-        except NotImplementedError:
-            return Reply("not_implemented")
-        except Exception as exc:
-            tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
-            return Reply("error", error="".join(tb[-3:])[-3000:])
-        try:
-            head, out = convert.encode_result(value)
-        except Exception as exc:
-            return Reply("error", error=f"the return value could not be read: {type(exc).__name__}: {exc}")
-        return _read_reply({"status": "ok", "result": head}, out)
+        return self.request({"name": name}, args, kwargs)
 
 
 class StudentProxy:
-    """`student.name(*args)`: call the submission's function, or raise a CheckFailure."""
+    """`student.name(*args)`: call the submission's function, or raise a CheckFailure.
+
+    `student.new("MultiHeadAttention", 16, 4)` constructs a module on the student's side and
+    returns a `RemoteModule`: `.load_weights({...})` puts the grader's weights into the attributes
+    the contract names, and calling it runs its forward pass.
+    """
 
     def __init__(self, backend, framework: str, on_builtins):
         self._backend = backend
@@ -74,10 +68,16 @@ class StudentProxy:
     def __getattr__(self, name: str):
         if name.startswith("_"):
             raise AttributeError(name)
-        return lambda *args, **kwargs: self._call(name, args, kwargs)
+        return lambda *args, **kwargs: self._request({"name": name}, name, args, kwargs)
 
-    def _call(self, name: str, args: tuple, kwargs: dict):
-        reply = self._backend.call(name, args, kwargs)
+    def new(self, name: str, *args, **kwargs) -> "RemoteModule":
+        handle = self._request({"kind": "new", "name": name}, name, args, kwargs, tensors=False)
+        if not isinstance(handle, Handle):
+            raise CheckFailure(f"{name}(...) did not construct an object")
+        return RemoteModule(self, handle, name)
+
+    def _request(self, request: dict, name: str, args: tuple, kwargs: dict, tensors: bool = True):
+        reply = self._backend.request(request, args, kwargs)
         if reply.builtins:
             self._on_builtins(reply.builtins)
         if reply.status == "missing":
@@ -89,12 +89,29 @@ class StudentProxy:
             raise CheckFailure(f"{name} raised an error:\n{reply.error.rstrip()}")
         if reply.status == "died":
             raise CheckFailure(f"{name}: {reply.error}")
-        want = TENSOR_TYPE[self._framework]
-        values = reply.value if isinstance(reply.value, tuple) else (reply.value,)
-        for value, kind in zip(values, reply.types):
-            if isinstance(value, np.ndarray) and kind != want:
-                raise CheckFailure(f"{name} returned a {kind}; the exercise asks for a {want}.")
+        if tensors:
+            want = TENSOR_TYPE[self._framework]
+            values = reply.value if isinstance(reply.value, tuple) else (reply.value,)
+            for value, kind in zip(values, reply.types):
+                if isinstance(value, np.ndarray) and kind != want:
+                    raise CheckFailure(f"{name} returned a {kind}; the exercise asks for a {want}.")
         return reply.value
+
+
+class RemoteModule:
+    """A student's module instance, living wherever the student's code runs."""
+
+    def __init__(self, proxy: StudentProxy, handle: Handle, name: str):
+        self._proxy, self._handle, self._name = proxy, handle, name
+
+    def load_weights(self, weights: dict[str, dict[str, np.ndarray]]) -> None:
+        """{"w_q": {"kernel": (in, out), "bias": (out,)}, "norm1": {"scale": .., "offset": ..}}"""
+        flat = {f"{path}.{part}": value for path, params in weights.items() for part, value in params.items()}
+        self._proxy._request({"kind": "load", "handle": self._handle.id}, f"{self._name} weights", (), flat,
+                             tensors=False)
+
+    def __call__(self, *args, **kwargs):
+        return self._proxy._request({"kind": "call", "handle": self._handle.id}, self._name, args, kwargs)
 
 
 def stable_seed(base: int, name: str) -> int:

@@ -22,13 +22,11 @@ import signal
 import socket
 import sys
 import tempfile
-import traceback
 import types
 
-from autograder.sandbox import convert, protocol, tracer
+from autograder.sandbox import calls, protocol, tracer
 
 PR_SET_CHILD_SUBREAPER = 36
-MAX_ERROR = 3000   # characters of traceback sent back per failure
 
 
 def _prepare(framework: str) -> None:
@@ -205,13 +203,6 @@ def _quiet() -> None:
     os.close(devnull)
 
 
-def _error_text(exc: BaseException) -> str:
-    lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    # Keep the student's frames: drop the worker's own outermost frame lines.
-    text = "".join(line for line in lines if "autograder/sandbox" not in line)
-    return text[-MAX_ERROR:]
-
-
 def _strip_magics(source: str) -> str:
     """IPython syntax has no meaning outside a kernel; graded code is plain Python."""
     if source.lstrip().startswith("%%"):
@@ -230,7 +221,7 @@ def _run_child(sock: socket.socket, framework: str, op: dict) -> None:
     main = types.ModuleType("__main__")
     main.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = main
-    namespace = main.__dict__
+    namespace, handles = main.__dict__, {}
     while True:
         try:
             header, arrays = protocol.recv(sock)
@@ -240,7 +231,7 @@ def _run_child(sock: socket.socket, framework: str, op: dict) -> None:
         if kind == "cell":
             protocol.send(sock, _run_cell(header, namespace))
         elif kind == "call":
-            reply, out = _call(header, arrays, namespace, framework)
+            reply, out = calls.perform(header, arrays, namespace, handles, framework)
             protocol.send(sock, reply, out)
         else:
             return
@@ -251,31 +242,8 @@ def _run_cell(header: dict, namespace: dict) -> dict:
         code = compile(_strip_magics(header["source"]), f"<cell {header['index']}>", "exec")
         exec(code, namespace)
     except BaseException as exc:   # SystemExit and KeyboardInterrupt too: a cell cannot stop us
-        return {"ok": False, "error": _error_text(exc)}
+        return {"ok": False, "error": calls.error_text(exc)}
     return {"ok": True}
-
-
-def _call(header: dict, arrays: dict, namespace: dict, framework: str):
-    func = namespace.get(header["name"])
-    if func is None:
-        return {"status": "missing"}, None
-    if not callable(func):
-        return {"status": "error", "error": f"{header['name']} is not a function"}, None
-    tracer.take()
-    try:
-        args, kwargs = convert.decode_args(header["spec"], arrays, framework)
-        value = func(*args, **kwargs)
-    except NotImplementedError:
-        return {"status": "not_implemented", "builtins": tracer.take()}, None
-    except BaseException as exc:
-        return {"status": "error", "error": _error_text(exc), "builtins": tracer.take()}, None
-    used = tracer.take()
-    try:
-        spec, out = convert.encode_result(value)
-    except BaseException as exc:
-        return {"status": "error", "builtins": used,
-                "error": f"the return value could not be read: {type(exc).__name__}: {exc}"}, None
-    return {"status": "ok", "result": spec, "builtins": used}, out
 
 
 if __name__ == "__main__":
