@@ -7,7 +7,6 @@ a batch killed midway and run again grades only what is missing, or what changed
 from __future__ import annotations
 
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -122,7 +121,3 @@ def grade_batch(paths: list[Path], out: Path, options: Options, jobs: int = 1,
     if progress:
         progress.stop()
     return ordered
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0))

@@ -16,6 +16,7 @@ failure costs only the cell or call that caused it.
 """
 from __future__ import annotations
 
+import atexit
 import itertools
 import json
 import os
@@ -78,6 +79,7 @@ def bwrap_works() -> bool:
 def _grader_lib() -> str:
     """A private copy of the sandbox package: the only grader code the sandbox can see."""
     root = Path(tempfile.mkdtemp(prefix="autograder-lib-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     pkg = root / "autograder"
     shutil.copytree(SANDBOX_SRC, pkg / "sandbox", ignore=shutil.ignore_patterns("__pycache__"))
     (pkg / "__init__.py").write_text(STUB_INIT)
@@ -160,6 +162,7 @@ class Sandbox:
         if require_isolation and self.isolation != ISOLATED:
             raise SandboxError("bubblewrap is not available here, and --require-sandbox was given")
         self.proc = None
+        self._scratch = None
         self._start()
 
     def _start(self) -> None:
@@ -171,7 +174,7 @@ class Sandbox:
             cmd, cwd = ["bwrap", *_bwrap_args(lib), *worker], None
         else:
             cmd = [*worker[:3], BOOT.replace("/opt/grader", lib), *worker[4:]]
-            cwd = tempfile.mkdtemp(prefix="autograder-run-")
+            cwd = self._scratch = tempfile.mkdtemp(prefix="autograder-run-")
         self.proc = subprocess.Popen(
             cmd, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, cwd=cwd, start_new_session=True, preexec_fn=self.cgroup.enter,
@@ -230,6 +233,8 @@ class Sandbox:
         except AttributeError:
             pass
         self.cgroup.remove()
+        if self._scratch:
+            shutil.rmtree(self._scratch, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------- a submission

@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import nbformat
@@ -35,6 +36,11 @@ class Submission:
     exercises: list[str]                  # from the trusted master, in order
     digest: str
     warnings: list[str] = field(default_factory=list)
+
+
+@lru_cache(maxsize=None)
+def _exercises(chapter: str, framework: str) -> list[str]:
+    return notebooks.exercises(nbformat.read(notebooks.master_path(chapter, framework), as_version=4))
 
 
 def digest_of(path: Path) -> str:
@@ -102,6 +108,5 @@ def load(path: Path, expect: str | None = None) -> Submission:
         nbformat.validate(nbformat.from_dict(data))
     except Exception:   # a schema nit (e.g. a stray key) does not stop grading, but say so
         warnings.append("the notebook does not fully match the notebook format; graded anyway")
-    master = nbformat.read(notebooks.master_path(chapter, framework), as_version=4)
-    return Submission(path, chapter, framework, code, notebooks.exercises(master),
+    return Submission(path, chapter, framework, code, list(_exercises(chapter, framework)),
                       hashlib.sha256(raw).hexdigest(), warnings)
