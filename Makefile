@@ -46,8 +46,9 @@ system-deps:
 test: system-deps book
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
+# Jupyter refuses to run as root without --allow-root (containers and CI machines often are root).
 lab: $(INSTALLED)
-	$(VENV)/bin/jupyter lab chapters/
+	$(VENV)/bin/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root) chapters/
 
 # Regenerate requirements.txt from requirements.in in a scratch venv.
 lock:
