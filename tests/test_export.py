@@ -230,3 +230,41 @@ def test_run_autograder_survives_a_broken_python(gradescope_root):
     (gradescope_root / "submission" / "nb.ipynb").write_text(notebook(CHAPTER, "torch"))
     data = run_autograder(gradescope_root, python="/bin/false")
     assert data["score"] == 0 and "tell your instructor" in data["output"]
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("gallery")
+@pytest.mark.parametrize("source, score", [("master", 43.0), ("student", 0.0)])
+def test_the_real_zip_grades_a_real_notebook_end_to_end(tmp_path, source, score):
+    """No stub: the zip's own grader, sandbox and checks, in a fake /autograder."""
+    from autograder import notebooks
+
+    zipped = export.gradescope_zip(CHAPTER, "torch", tmp_path / "autograder.zip")
+    root = tmp_path / "autograder"
+    with zipfile.ZipFile(zipped) as archive:
+        archive.extractall(root / "source")
+    for script in ("run_autograder", "setup.sh"):
+        (root / "source" / script).chmod(0o755)
+    # A check that exists only in the unpacked zip proves the zip's own grader is the one running.
+    with (root / "source" / "autograder" / "checks" / "ch02_principles.py").open("a") as f:
+        f.write(textwrap.dedent('''
+
+            @check("masked_softmax", points=1)
+            def test_zip_marker(student, oracle, rng):
+                """only in the unpacked zip"""
+                x = rng.standard_normal((2, 3)).astype(np.float32)
+                assert_close(student.masked_softmax(x), oracle.masked_softmax(x))
+            '''))
+    (root / "submission").mkdir()
+    path = notebooks.master_path(CHAPTER, "torch") if source == "master" else notebooks.student_path(CHAPTER, "torch")
+    shutil.copy(path, root / "submission" / "exercises_torch.ipynb")
+    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "AUTOGRADER_PYTHON": sys.executable}
+    env.pop("AUTOGRADER_GRADE_CMD", None)
+    run = subprocess.run(["bash", str(root / "source" / "run_autograder")], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    results = json.loads((root / "results" / "results.json").read_text())
+    validate_gradescope(results)
+    assert sum(t["score"] for t in results["tests"]) == score
+    assert sum(t["max_score"] for t in results["tests"]) == 43.0
+    assert "masked_softmax: only in the unpacked zip" in [t["name"] for t in results["tests"]]
