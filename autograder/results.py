@@ -33,6 +33,11 @@ class CheckResult:
         return self.status == "passed"
 
 
+def points(checks: list[CheckResult]) -> tuple[float, float]:
+    """(score, max_score) of some checks, without float noise."""
+    return round(sum(c.score for c in checks), 6), round(sum(c.max_score for c in checks), 6)
+
+
 @dataclass
 class SubmissionResult:
     """Everything the trusted side concluded about one submission."""
@@ -52,11 +57,11 @@ class SubmissionResult:
 
     @property
     def score(self) -> float:
-        return round(sum(c.score for c in self.checks), 6)
+        return points(self.checks)[0]
 
     @property
     def max_score(self) -> float:
-        return round(sum(c.max_score for c in self.checks), 6)
+        return points(self.checks)[1]
 
     def exercise_scores(self) -> dict[str, tuple[float, float]]:
         """exercise -> (score, max_score), in the assignment's order."""

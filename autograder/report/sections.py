@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from autograder.results import CheckResult, SubmissionResult
+from autograder.results import CheckResult, SubmissionResult, points
 
 FRAMEWORK_LABELS = {"torch": "PyTorch", "tf": "TensorFlow"}
 NOTEBOOK = "notebook"   # the exercise name results.py gives to whole-notebook lines
@@ -24,11 +24,11 @@ class Section:
 
     @property
     def score(self) -> float:
-        return round(sum(c.score for c in self.checks), 6)
+        return points(self.checks)[0]
 
     @property
     def max_score(self) -> float:
-        return round(sum(c.max_score for c in self.checks), 6)
+        return points(self.checks)[1]
 
 
 def sections(result: SubmissionResult) -> list[Section]:
