@@ -10,7 +10,6 @@ import nbformat
 import pytest
 
 from autograder import notebooks
-from autograder.checks.api import meta_of  # noqa: F401  (the public/hidden split is the API's)
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gallery")]
 CHAPTER = "02_principles"

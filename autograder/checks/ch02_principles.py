@@ -372,6 +372,11 @@ def _attention_example():
 ATTENTION_OUT = ("output", "weights")
 
 
+def _same_attention(student, oracle, *args) -> None:
+    assert_close(student.scaled_dot_product_attention(*args), oracle.scaled_dot_product_attention(*args),
+                 what=ATTENTION_OUT)
+
+
 def _output_and_weights(got):
     if not isinstance(got, tuple) or len(got) != 2:
         raise CheckFailure("expected a tuple (output, weights), got "
@@ -382,9 +387,7 @@ def _output_and_weights(got):
 @check("scaled_dot_product_attention", points=1, public=True)
 def test_scaled_dot_product_attention_worked_example(student, oracle, rng):
     """matches the worked example"""
-    args = _attention_example()
-    assert_close(student.scaled_dot_product_attention(*args), oracle.scaled_dot_product_attention(*args),
-                 what=ATTENTION_OUT)
+    _same_attention(student, oracle, *_attention_example())
 
 
 @check("scaled_dot_product_attention", points=1, public=True)
@@ -402,9 +405,7 @@ def test_scaled_dot_product_attention_random(student, oracle, rng):
     """random inputs with extra batch dimensions, n_q != n_k and d_v != d_k, and a random mask"""
     queries, keys, values = _normal(rng, 2, 3, 4, 8), _normal(rng, 2, 3, 6, 8), _normal(rng, 2, 3, 6, 5)
     mask = _random_mask(rng, 2, 3, 4, 6)
-    args = (queries, keys, values, mask)
-    assert_close(student.scaled_dot_product_attention(*args), oracle.scaled_dot_product_attention(*args),
-                 what=ATTENTION_OUT)
+    _same_attention(student, oracle, queries, keys, values, mask)
 
 
 @check("scaled_dot_product_attention", points=1)
@@ -412,18 +413,14 @@ def test_scaled_dot_product_attention_padding_mask(student, oracle, rng):
     """a (batch, 1, n_k) padding mask, with one sequence of length 0"""
     queries, keys, values = _normal(rng, 3, 4, 8), _normal(rng, 3, 5, 8), _normal(rng, 3, 5, 2)
     mask = oracle.padding_mask(np.array([5, 2, 0]), 5)
-    args = (queries, keys, values, mask)
-    assert_close(student.scaled_dot_product_attention(*args), oracle.scaled_dot_product_attention(*args),
-                 what=ATTENTION_OUT)
+    _same_attention(student, oracle, queries, keys, values, mask)
 
 
 @check("scaled_dot_product_attention", points=1)
 def test_scaled_dot_product_attention_fully_masked(student, oracle, rng):
     """a causal mask with n_q > n_k: the queries that see no key get zero output, not NaN"""
     queries, keys, values = _normal(rng, 2, 5, 4), _normal(rng, 2, 3, 4), _normal(rng, 2, 3, 3)
-    args = (queries, keys, values, oracle.causal_mask(5, 3))
-    assert_close(student.scaled_dot_product_attention(*args), oracle.scaled_dot_product_attention(*args),
-                 what=ATTENTION_OUT)
+    _same_attention(student, oracle, queries, keys, values, oracle.causal_mask(5, 3))
 
 
 @check("scaled_dot_product_attention", points=1)
@@ -432,9 +429,7 @@ def test_scaled_dot_product_attention_large_scores(student, oracle, rng):
     keys = 200 * np.eye(4, dtype=np.float32)                         # scores q.k / sqrt(4) = 2e4 or 0
     queries = keys[[2, 0, 3]]
     values = _normal(rng, 4, 3)
-    args = (queries, keys, values)
-    assert_close(student.scaled_dot_product_attention(*args), oracle.scaled_dot_product_attention(*args),
-                 what=ATTENTION_OUT)
+    _same_attention(student, oracle, queries, keys, values)
 
 
 @check("scaled_dot_product_attention", points=1)

@@ -48,9 +48,6 @@ class LocalBackend:
                                   self.framework)
         return _read_reply(head, out or {})
 
-    def call(self, name: str, args: tuple, kwargs: dict) -> Reply:
-        return self.request({"name": name}, args, kwargs)
-
 
 class StudentProxy:
     """`student.name(*args)`: call the submission's function, or raise a CheckFailure.
