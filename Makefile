@@ -8,11 +8,12 @@ MATHJAX := book/_static/mathjax/tex-chtml.js
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: help venv book exercises test lab system-deps lock clean
+.PHONY: help venv book exercises test test-fast lab system-deps lock clean
 
 help:
 	@echo "make book       build the HTML book into _build/html (creates .venv on first use)"
 	@echo "make test       run the whole test suite (installs what it needs)"
+	@echo "make test-fast  everything but the browser and the hostile gallery: the edit-test loop"
 	@echo "make lab        open JupyterLab on the exercises"
 	@echo "make exercises  regenerate the student notebooks from their masters in solutions/"
 
@@ -45,6 +46,10 @@ system-deps:
 
 test: system-deps book
 	$(PY) -m pytest -n 2 --dist loadgroup -q
+
+# The edit-test loop: no book build, no browser, no hostile gallery. CI runs `make test`.
+test-fast: system-deps venv
+	$(PY) -m pytest -n 2 --dist loadgroup -q -m "not browser and not gallery"
 
 # Jupyter refuses to run as root without --allow-root (containers and CI machines often are root).
 lab: $(INSTALLED)
