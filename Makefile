@@ -45,11 +45,11 @@ system-deps:
 	fi
 
 test: system-deps book
-	$(PY) -m pytest -n 2 --dist loadgroup -q
+	$(PY) -m pytest -n 2 --dist loadfile -q
 
 # The edit-test loop: no book build, no browser, no hostile gallery. CI runs `make test`.
 test-fast: system-deps venv
-	$(PY) -m pytest -n 2 --dist loadgroup -q -m "not browser and not gallery"
+	$(PY) -m pytest -n 2 --dist loadfile -q -m "not browser and not gallery"
 
 # Jupyter refuses to run as root without --allow-root (containers and CI machines often are root).
 lab: $(INSTALLED)

@@ -1,7 +1,12 @@
 """Suite-wide markers for `make test-fast`: the edit-test loop skips the browser and the gallery.
 
-A test belongs to the browser or the gallery when its xdist group says so, so a new test joins the
-slow tiers by joining the group it shares fixtures with; nothing else needs a second marker.
+A test belongs to the browser or the gallery when its `xdist_group` mark says so.
+
+The suite runs with `--dist loadfile`, not `loadgroup`: pytest 9 keeps a node's id in `_id`, and
+pytest-xdist 3.8 still appends the group to `_nodeid`, so `loadgroup` silently degrades to `load`
+and a module-scoped fixture such as the graded gallery is built once per worker (twice, ~47 s
+each). Under `loadfile` a test file is the unit a worker takes, so tests that share an expensive
+module fixture must live in one file; the `xdist_group` marks now only name the tiers below.
 """
 from __future__ import annotations
 
