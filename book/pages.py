@@ -1,0 +1,164 @@
+"""What every chapter page starts with: imports, seeds, the running example and the plots.
+
+A page's first code cell is `from book.pages import *`. It gives the page:
+- NumPy, Matplotlib, PyTorch (`torch`, `F`), TensorFlow (`tf`) and Keras, seeded, with TensorFlow's
+  start-up logs silenced;
+- the running example of chapter 02, "the cat sat down", written by hand so that every weight
+  can be read (see `chapters/02_principles/index.md`);
+- the plots every page uses (`show_weights`, `show_mask`, `show_table`);
+- float64 NumPy references, loop-based and literal, for the collapsed checks (`reference_*`).
+In a Jupyter kernel it also keeps the PyTorch and TensorFlow twins' variables apart
+(`book/kernel.py`).
+
+Only the names in `__all__` are exported. None of them is an exercise's name: a page that imports
+this module must not hand a student a graded function.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")    # TensorFlow's C++ start-up logs
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")   # ... and the oneDNN notice
+
+import keras  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+__all__ = [
+    "F", "keras", "np", "plt", "tf", "torch", "rng",
+    "TOKENS", "KEY_FEATURES", "VALUE_FEATURES", "FRENCH",
+    "keys_np", "queries_np", "values_np", "french_queries_np",
+    "show_weights", "show_mask", "show_table",
+    "reference_softmax", "reference_attention",
+]
+
+SEED = 0
+torch.manual_seed(SEED)
+tf.random.set_seed(SEED)
+keras.utils.set_random_seed(SEED)
+rng = np.random.default_rng(SEED)
+np.set_printoptions(precision=3, suppress=True)
+torch.set_printoptions(precision=3, sci_mode=False)
+
+# --- the running example: "the cat sat down" -----------------------------------------------------
+# A key says what a word offers, a query what it looks for, both in the same three features; a
+# value says what the word hands over. The numbers are chosen so that each row can be argued:
+# "sat" looks for a thing (its subject) and a little for a modifier; "cat" is the only thing.
+TOKENS = ["the", "cat", "sat", "down"]
+KEY_FEATURES = ["thing", "action", "modifier"]
+VALUE_FEATURES = ["alive", "moving"]
+
+#                   thing action modifier
+keys_np = np.array([[0.2, 0.0, 1.0],      # the:  a modifier, leaning towards a thing
+                    [1.0, 0.0, 0.0],      # cat:  a thing
+                    [0.0, 1.0, 0.0],      # sat:  an action
+                    [0.0, 0.5, 1.0]],     # down: a modifier, leaning towards an action
+                   dtype=np.float32)      # (n_k, d_k) = (4, 3)
+queries_np = np.array([[2.0, 0.0, 0.0],   # the:  looks for a thing (its noun)
+                       [0.0, 2.0, 0.0],   # cat:  looks for an action (its verb)
+                       [2.0, 0.0, 1.0],   # sat:  looks for a thing (its subject), a little for a modifier
+                       [0.0, 3.0, 0.0]],  # down: looks hard for an action
+                      dtype=np.float32)   # (n_q, d_k) = (4, 3)
+#                     alive moving
+values_np = np.array([[0.0, 0.0],         # the
+                      [1.0, 0.0],         # cat
+                      [0.0, 1.0],         # sat
+                      [0.0, 0.5]],        # down
+                     dtype=np.float32)    # (n_k, d_v) = (4, 2)
+
+# The French translation's queries for cross-attention, in the same three features.
+FRENCH = ["le", "chat", "s'assit"]
+french_queries_np = np.array([[1.5, -1.0, 2.0],   # le: a modifier of a thing, not of an action
+                              [3.0, 0.0, 0.0],    # chat: a thing
+                              [0.0, 3.0, 1.5]],   # s'assit: an action, with its modifier
+                             dtype=np.float32)    # (n_q, d_k) = (3, 3)
+
+
+# --- plots ---------------------------------------------------------------------------------------
+def _grid_axes(ax, rows, cols, xlabel, ylabel, title):
+    ax.set_xticks(range(len(cols)), cols)
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    return ax
+
+
+def show_weights(weights, rows, cols, title="", ax=None, xlabel="key", ylabel="query",
+                 vmin=0.0, vmax=1.0, cmap="Blues"):
+    """Heatmap of an attention matrix, one row per query, one column per key, values written in."""
+    weights = np.asarray(weights)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.2, 2.8))
+    ax.imshow(weights, cmap=cmap, vmin=vmin, vmax=vmax)
+    dark = vmin + 0.6 * (vmax - vmin)
+    for i in range(weights.shape[0]):
+        for j in range(weights.shape[1]):
+            ax.text(j, i, f"{weights[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                    color="white" if weights[i, j] > dark else "black")
+    return _grid_axes(ax, rows, cols, xlabel, ylabel, title)
+
+
+def show_mask(mask, rows, cols, title="", ax=None, xlabel="key", ylabel="query"):
+    """A boolean mask as a grid: dark = may attend (True), white = masked (False)."""
+    mask = np.asarray(mask, dtype=bool)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(2.8, 2.6))
+    ax.imshow(mask, cmap="Greys", vmin=0, vmax=1.6)
+    ax.set_xticks(np.arange(-0.5, mask.shape[1]), minor=True)
+    ax.set_yticks(np.arange(-0.5, mask.shape[0]), minor=True)
+    ax.grid(which="minor", color="black", linewidth=0.8)
+    ax.tick_params(which="minor", length=0)
+    return _grid_axes(ax, rows, cols, xlabel, ylabel, title)
+
+
+def show_table(array, rows, cols, title=""):
+    """Print a small matrix with named rows and columns."""
+    array = np.asarray(array)
+    width = max(7, *(len(c) + 1 for c in cols))
+    label = max(len(r) for r in rows) + 2
+    if title:
+        print(title)
+    print(" " * label + "".join(f"{c:>{width}}" for c in cols))
+    for name, row in zip(rows, array):
+        print(f"{name:<{label}}" + "".join(f"{x:>{width}.3f}" for x in row))
+
+
+# --- float64 references for the pages' collapsed checks -------------------------------------------
+def reference_softmax(scores, mask=None):
+    """Row by row, as the formula reads: softmax over the allowed keys of each row, in float64.
+    A row with no allowed key gets zeros."""
+    scores = np.asarray(scores, np.float64)
+    allowed = np.broadcast_to(True if mask is None else np.asarray(mask, bool), scores.shape)
+    out = np.zeros_like(scores)
+    for row in np.ndindex(scores.shape[:-1]):
+        keep = allowed[row]
+        if keep.any():
+            e = np.exp(scores[row][keep] - scores[row][keep].max())
+            out[row + (keep,)] = e / e.sum()
+    return out
+
+
+def reference_attention(queries, keys, values, mask=None, scale=None):
+    """(output, weights) in float64 by einsum; scale defaults to 1/sqrt(d_k)."""
+    q, k, v = (np.asarray(a, np.float64) for a in (queries, keys, values))
+    scale = 1 / np.sqrt(q.shape[-1]) if scale is None else scale
+    weights = reference_softmax(np.einsum("...qd,...kd->...qk", q, k) * scale, mask)
+    return np.einsum("...qk,...kv->...qv", weights, v), weights
+
+
+def _in_a_kernel():
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return get_ipython() is not None
+
+
+if _in_a_kernel():
+    from book.kernel import keep_frameworks_apart
+
+    keep_frameworks_apart()
