@@ -1,0 +1,218 @@
+"""One record per chapter: what the grader, the release and the tests know about a chapter.
+
+Adding a chapter with exercises means adding its record below, its masters
+(`solutions/<slug>/exercises_<framework>.ipynb`), its checks (`autograder/checks/ch<slug>.py`) and its
+oracle; every other place finds them through here. `tests/test_chapters.py` fails when a record and
+the repository disagree (the masters' exercise cells, the checks' `@check` names, `_toc.yml`).
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FRAMEWORKS = ("torch", "tf")
+
+@dataclass(frozen=True)
+class Forbidden:
+    """The built-ins no exercise of a chapter may call, per framework (qualified, as shown to students)."""
+
+    torch: tuple[str, ...] = ()
+    tf: tuple[str, ...] = ()
+
+    def __getitem__(self, framework: str) -> tuple[str, ...]:
+        _notebook_name(framework)   # rejects an unknown framework
+        return getattr(self, framework)
+
+
+# The frameworks' ready-made attention, which the contract forbids inside any exercise that
+# implements a mechanism ("No built-in for the exercise's own job").
+ATTENTION_BUILTINS = Forbidden(
+    torch=("torch.nn.functional.scaled_dot_product_attention",
+           "torch.nn.MultiheadAttention",
+           "torch.nn.TransformerEncoderLayer"),
+    tf=("keras.layers.MultiHeadAttention",
+        "keras.layers.Attention",
+        "keras.layers.AdditiveAttention",
+        "keras.ops.dot_product_attention"),
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much one graded submission of the chapter may use; a check may ask for less."""
+
+    call_seconds: float = 20.0        # one call of a student's function: the chapter-02 functions take ms
+    cell_seconds: float = 60.0        # one notebook cell, imports included (TensorFlow takes ~5 s)
+    submission_seconds: float = 300.0 # the whole notebook and all its checks
+    memory_mb: int = 2048             # the submission's own memory: small tensors only in chapter 02
+
+
+@dataclass(frozen=True)
+class Chapter:
+    slug: str                                     # "02_principles": NN_name, as the folders are named
+    title: str                                    # the first heading of chapters/<slug>/index.md
+    exercises: tuple[str, ...] = ()               # in the masters' order: the CSV's columns
+    forbidden: Forbidden = ATTENTION_BUILTINS     # forbidden[framework] -> qualified names
+    limits: Limits = Limits()
+    seed: int = 0                                 # base seed of the checks' random inputs
+
+    @property
+    def number(self) -> int:
+        return int(self.slug[:2])
+
+    @property
+    def has_exercises(self) -> bool:
+        return bool(self.exercises)
+
+    def master_path(self, framework: str) -> Path:
+        """The solved master notebook, with the solution markers."""
+        return REPO_ROOT / "solutions" / self.slug / _notebook_name(framework)
+
+    def student_path(self, framework: str) -> Path:
+        """The student notebook generated from the master (`make exercises`)."""
+        return REPO_ROOT / "chapters" / self.slug / _notebook_name(framework)
+
+    @property
+    def index_page(self) -> Path:
+        return REPO_ROOT / "chapters" / self.slug / "index.md"
+
+    @property
+    def checks_module(self) -> str:
+        return f"autograder.checks.ch{self.slug}"
+
+    @property
+    def checks_path(self) -> Path:
+        return REPO_ROOT / "autograder" / "checks" / f"ch{self.slug}.py"
+
+    @property
+    def oracle_module(self) -> str:
+        # Today's oracle modules are named without the number (issue 9 renames them to
+        # `ch<slug>`, so that `math` or `code` cannot shadow the standard library).
+        return f"autograder.oracle.{self.slug.split('_', 1)[1]}"
+
+    def assignments(self) -> list[tuple[str, str]]:
+        """(slug, framework) for each framework, when the chapter has exercises."""
+        return [(self.slug, framework) for framework in FRAMEWORKS] if self.exercises else []
+
+    def load_checks(self) -> ModuleType:
+        return importlib.import_module(self.checks_module)
+
+    def declared_checks(self) -> list[Declared]:
+        """The checks its module declares with `@check`, in file order."""
+        module = self.load_checks()
+        found = []
+        for name, func in vars(module).items():
+            marks = {m.name: m for m in getattr(func, "pytestmark", [])} if callable(func) else {}
+            if "exercise" in marks and name.startswith("test_"):
+                points = marks["points"].args[0] if "points" in marks else 1.0
+                found.append(Declared(name, marks["exercise"].args[0], float(points), "public" in marks,
+                                      func.__code__.co_firstlineno))
+        return sorted(found, key=lambda d: d.line)
+
+    def load_oracle(self) -> ModuleType:
+        return importlib.import_module(self.oracle_module)
+
+    def audit(self) -> list[str]:
+        """Where the repository disagrees with this record: one line each; empty when they agree."""
+        if not self.exercises:
+            strays = [p for p in (*map(self.master_path, FRAMEWORKS), self.checks_path) if p.exists()]
+            return [f"{p.relative_to(REPO_ROOT)} exists, but the record of {self.slug} lists no exercises"
+                    for p in strays]
+        from autograder import notebooks
+
+        problems = []
+        for framework in FRAMEWORKS:
+            path = self.master_path(framework)
+            if not path.is_file():
+                problems.append(f"{path.relative_to(REPO_ROOT)} is missing")
+                continue
+            nb = notebooks.read(path)
+            in_master = tuple(notebooks.exercises(nb))
+            if in_master != self.exercises:
+                problems.append(f"{path.relative_to(REPO_ROOT)} defines {list(in_master)}, "
+                                f"the record lists {list(self.exercises)}")
+            course = dict(nb.metadata.get("course") or {})
+            if course != {"chapter": self.slug, "framework": framework}:
+                problems.append(f"{path.relative_to(REPO_ROOT)}: metadata.course is {course}")
+        declared = self.declared_checks() if self.checks_path.is_file() else []
+        checked = {d.exercise for d in declared}
+        public = {d.exercise for d in declared if d.public}
+        for name in self.exercises:
+            if name not in checked:
+                problems.append(f"{self.checks_module} has no @check for {name}")
+            elif name not in public:
+                problems.append(f"{self.checks_module} has no public check for {name}: check() would say nothing")
+        problems += [f"{self.checks_module} checks {name}, which the record does not list"
+                     for name in sorted(checked - set(self.exercises))]
+        oracle = self.load_oracle()
+        problems += [f"{self.oracle_module} has no function {name}"
+                     for name in self.exercises if not callable(getattr(oracle, name, None))]
+        return problems
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One `@check` of a chapter's checks module, as declared (its pytest marks)."""
+
+    function: str
+    exercise: str
+    points: float
+    public: bool
+    line: int
+
+
+def _notebook_name(framework: str) -> str:
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"unknown framework {framework!r} (expected one of {', '.join(FRAMEWORKS)})")
+    return f"exercises_{framework}.ipynb"
+
+
+_CHAPTERS = (
+    Chapter("01_background", "Background: why attention"),
+    Chapter("02_principles", "Principles of attention", exercises=(
+        "dot_product_scores",
+        "scaled_dot_product_scores",
+        "additive_scores",
+        "general_scores",
+        "masked_softmax",
+        "padding_mask",
+        "causal_mask",
+        "tree_mask",
+        "scaled_dot_product_attention",
+        "segment_mask",
+        "decoder_masks",
+        "bahdanau_step",
+        "attention_pooling",
+    )),
+    Chapter("03_math", "The mathematics of attention"),
+    Chapter("04_code", "Attention in code: layers and blocks"),
+    Chapter("05_applications", "Applications"),
+    Chapter("06_efficiency", "Efficient attention"),
+    Chapter("07_outlook", "Outlook"),
+)
+_BY_SLUG = {c.slug: c for c in _CHAPTERS}
+
+
+def all_chapters() -> tuple[Chapter, ...]:
+    """Every chapter of the book, in reading order."""
+    return _CHAPTERS
+
+
+def chapters_with_exercises() -> tuple[Chapter, ...]:
+    return tuple(c for c in _CHAPTERS if c.exercises)
+
+
+def chapter(slug: str) -> Chapter:
+    """The record of `slug`; a LookupError that lists the known slugs otherwise."""
+    try:
+        return _BY_SLUG[slug]
+    except (KeyError, TypeError):
+        raise LookupError(f"no chapter {slug!r}; known: {', '.join(_BY_SLUG)}") from None
+
+
+def chapters_of(exercise: str) -> list[Chapter]:
+    """The chapters that have an exercise of that name (normally one)."""
+    return [c for c in _CHAPTERS if exercise in c.exercises]
