@@ -93,6 +93,11 @@ class Chapter:
         # `ch<slug>`, so that `math` or `code` cannot shadow the standard library).
         return f"autograder.oracle.{self.slug.split('_', 1)[1]}"
 
+    def binding(self, framework: str) -> str:
+        """The setup cell's lines that bind `check` to this assignment (checked by `assign`)."""
+        _notebook_name(framework)
+        return f'import autograder\ncheck = autograder.checker("{self.slug}", "{framework}")'
+
     def assignments(self) -> list[tuple[str, str]]:
         """(slug, framework) for each framework, when the chapter has exercises."""
         return [(self.slug, framework) for framework in FRAMEWORKS] if self.exercises else []

@@ -1,5 +1,15 @@
 """`check("masked_softmax")` in a student's notebook: the public checks, in the student's kernel.
 
+The notebook's setup cell binds `check` to its assignment once:
+
+    import autograder
+    check = autograder.checker("02_principles", "torch")
+
+Nothing is guessed after that: the chapter and the framework are the binding's, whatever the
+notebook imports or holds (a Keras layer in a PyTorch notebook, `from torch import nn` alone).
+`from autograder import check` still works for notebooks written before, by guessing as it always
+did, and says how to bind.
+
 It runs the same pytest checks as the grader, restricted to the public ones, against the functions
 defined in the notebook, and prints a short verdict. A function that still raises
 NotImplementedError is "not implemented yet", which is not an error: an untouched notebook runs
@@ -7,48 +17,67 @@ top to bottom.
 """
 from __future__ import annotations
 
-import re
+import inspect
 import sys
-from functools import lru_cache
 
-from autograder.checks.runner import CHECKS_DIR, LocalBackend, run_checks
-
-_DECL = re.compile(r"""@check\(\s*["'](\w+)["']""")
+from autograder import chapters
 
 
-@lru_cache(maxsize=1)
-def _chapters_by_exercise() -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    for path in sorted(CHECKS_DIR.glob("ch[0-9][0-9]_*.py")):
-        chapter = path.stem[2:]
-        for name in dict.fromkeys(_DECL.findall(path.read_text())):
-            found.setdefault(name, []).append(chapter)
-    return found
+class Checker:
+    """`check(name)` for one assignment, run against the calling notebook's functions."""
+
+    def __init__(self, chapter: str, framework: str):
+        record = chapters.chapter(chapter)
+        record.master_path(framework)          # a ValueError naming the frameworks, for a typo
+        if not record.exercises:
+            raise LookupError(f"chapter {chapter} has no exercises to check")
+        self.chapter, self.framework = record, framework
+
+    def __call__(self, exercise: str) -> None:
+        namespace = inspect.currentframe().f_back.f_globals
+        self.run(namespace, exercise)
+
+    def run(self, namespace: dict, exercise: str) -> None:
+        if exercise not in self.chapter.exercises:
+            print(f"check: '{exercise}' is not an exercise of {self.chapter.slug} "
+                  f"(its exercises: {', '.join(self.chapter.exercises)})")
+            return
+        from autograder.checks.runner import LocalBackend, run_checks
+
+        results, _ = run_checks(self.chapter.slug, LocalBackend(namespace, self.framework), self.framework,
+                                exercise=exercise, public_only=True)
+        print(verdict(exercise, results))
+
+    def __repr__(self) -> str:
+        return f"autograder.checker({self.chapter.slug!r}, {self.framework!r})"
 
 
-def _framework(namespace: dict) -> str:
-    has_torch = "torch" in sys.modules and any(getattr(v, "__name__", "") == "torch" for v in namespace.values())
-    has_tf = "tensorflow" in sys.modules and any(
-        getattr(v, "__name__", "") == "tensorflow" for v in namespace.values())
-    if has_torch != has_tf:
-        return "torch" if has_torch else "tf"
-    raise RuntimeError('cannot tell the framework: import torch or tensorflow in the notebook, '
-                       'or call check(name, framework="torch" | "tf")')
+def _guess_framework(namespace: dict) -> str | None:
+    """The old, unbound path only: the framework whose module the notebook imported, if just one."""
+    roots = {getattr(v, "__name__", "").split(".")[0] for v in namespace.values() if inspect.ismodule(v)}
+    found = [fw for fw, module in (("torch", "torch"), ("tf", "tensorflow")) if module in roots and module in sys.modules]
+    return found[0] if len(found) == 1 else None
 
 
 def check_in(namespace: dict, exercise: str, framework: str | None = None,
              chapter: str | None = None) -> None:
-    """Run the public checks of one exercise against `namespace`'s functions, and print a verdict."""
-    chapters = [chapter] if chapter else _chapters_by_exercise().get(exercise, [])
-    if len(chapters) != 1:
-        known = ", ".join(sorted(_chapters_by_exercise()))
-        reason = "is in several chapters; pass chapter=" if chapters else f"is not an exercise (known: {known})"
-        print(f"check: '{exercise}' {reason}")
+    """`from autograder import check` (not bound): guess the assignment, check, say how to bind."""
+    if chapter is None:
+        found = [c.slug for c in chapters.chapters_of(exercise)]
+        if len(found) != 1:
+            known = ", ".join(e for c in chapters.chapters_with_exercises() for e in c.exercises)
+            reason = "is in several chapters; bind check to one" if found else f"is not an exercise (known: {known})"
+            print(f"check: '{exercise}' {reason}")
+            return
+        chapter = found[0]
+    framework = framework or _guess_framework(namespace)
+    binding = chapters.chapter(chapter).binding(framework or "torch")
+    if framework is None:
+        print("check: cannot tell the framework of this notebook. Bind check to its assignment in the "
+              f"setup cell:\n{binding}\n(or \"tf\" for the TensorFlow notebook)")
         return
-    framework = framework or _framework(namespace)
-    results, _ = run_checks(chapters[0], LocalBackend(namespace, framework), framework,
-                            exercise=exercise, public_only=True)
-    print(verdict(exercise, results))
+    Checker(chapter, framework).run(namespace, exercise)
+    print(f"note: this check is not bound to its assignment; put these lines in the setup cell:\n{binding}")
 
 
 def verdict(exercise: str, results) -> str:
