@@ -29,8 +29,8 @@ import torch.nn.functional as F  # noqa: E402
 
 __all__ = [
     "F", "keras", "np", "plt", "tf", "torch", "rng",
-    "TOKENS", "KEY_FEATURES", "VALUE_FEATURES", "FRENCH",
-    "keys_np", "queries_np", "values_np", "french_queries_np",
+    "TOKENS", "KEY_FEATURES", "VALUE_FEATURES", "FRENCH", "POS",
+    "keys_np", "queries_np", "values_np", "french_queries_np", "embeddings_np", "grammar_np",
     "show_weights", "show_mask", "show_table",
     "reference_softmax", "reference_attention",
 ]
@@ -75,6 +75,16 @@ french_queries_np = np.array([[1.5, -1.0, 2.0],   # le: a modifier of a thing, n
                               [3.0, 0.0, 0.0],    # chat: a thing
                               [0.0, 3.0, 1.5]],   # s'assit: an action, with its modifier
                              dtype=np.float32)    # (n_q, d_k) = (3, 3)
+
+# Embeddings for the pages that learn or factor projections: each word's part of speech, one-hot,
+# and a "grammar table" saying which part of speech looks for which (row looks for column).
+POS = ["article", "noun", "verb", "adverb"]
+embeddings_np = np.eye(4, dtype=np.float32)        # (T, D) = (4, 4): the, cat, sat, down
+grammar_np = 3.0 * np.array([[0, 1, 0, 0],         # an article looks for its noun
+                             [0, 0, 1, 0],         # a noun looks for its verb
+                             [0, 1, 0, 0.5],       # a verb: its subject, and a little its adverb
+                             [0, 0, 1, 0]],        # an adverb looks for its verb
+                            dtype=np.float32)      # (D, D)
 
 
 # --- plots ---------------------------------------------------------------------------------------
