@@ -16,6 +16,9 @@ Grouping rules, applied to each run of adjacent tagged cells:
 Untagged cells are never touched. A page with such a problem is re-read on every build, so its
 warning (and the failure under `-W`) comes back until the page is fixed.
 
+Before myst-nb executes a page, `announce_cell_tags` tells the kernel which cells are which
+framework (see book/kernel.py): the kernel sees only a cell's code, never its tags.
+
 The HTML is usable without JavaScript: both panels are shown, each under its framework's name.
 `_static/framework_tabs.js` turns them into tabs, syncs every tab set on the page and remembers the
 reader's choice in localStorage; `_static/framework_tabs.css` styles both states.
@@ -23,6 +26,7 @@ reader's choice in localStorage; `_static/framework_tabs.css` styles both states
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,8 @@ from sphinx.application import Sphinx
 from sphinx.environment import BuildEnvironment
 from sphinx.transforms import SphinxTransform
 from sphinx.util import logging
+
+from book.kernel import CELLS_VARIABLE, describe_cells
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +213,23 @@ def depart_plain(self, node: nodes.Element) -> None:
     pass
 
 
+def announce_cell_tags(app: Sphinx, docname: str, source: list[str]) -> None:
+    """Put the page's code cells and their framework tags where the kernel will find them.
+
+    source-read comes just before the parser, which is where myst-nb executes; the kernel it starts
+    inherits this process's environment. The notebook is read by myst-nb's own reader, so the
+    cells' code is exactly what the kernel will be sent."""
+    from myst_nb.core.read import create_nb_reader
+
+    env = app.env
+    path = str(env.doc2path(docname))
+    reader = create_nb_reader(path, env.myst_config, env.mystnb_config, source[0])
+    if reader is None:  # not a notebook
+        os.environ.pop(CELLS_VARIABLE, None)
+    else:
+        os.environ[CELLS_VARIABLE] = describe_cells(reader.read(source[0]))
+
+
 def add_static_path(app: Sphinx, config) -> None:
     # At config-inited, so the value is the same on every run and cached builds stay cached.
     confdir = Path(app.confdir)
@@ -221,6 +244,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_node(framework_tab_panel, html=(visit_panel_html, depart_panel_html), **other_builders)
     app.add_transform(GroupFrameworkCells)
     app.connect("config-inited", add_static_path)
+    app.connect("source-read", announce_cell_tags)
     app.connect("env-get-outdated", reread_pages_with_problems)
     app.connect("env-purge-doc", purge_doc)
     app.connect("env-merge-info", merge_info)

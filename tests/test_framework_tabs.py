@@ -128,3 +128,13 @@ def test_blocks_pair_in_order(order, pairs, lone):
     got_pairs, got_lone = framework_tabs.pair_blocks(run)
     assert [(a[0], b[0]) for a, b in got_pairs] == pairs
     assert (got_lone[0] if got_lone else None) == lone
+
+
+def test_each_cell_runs_in_the_namespace_of_its_tag(build):
+    """book/kernel.py routes by tag: a PyTorch cell that names no `torch` (and mentions tf.keras in
+    a comment) keeps its own `Scorer`; identical twin cells are told apart by position."""
+    torch_panel, tf_panel = page(build, "namespaces").select(".framework-tabs")[1].select(
+        '[role="tabpanel"]'
+    )
+    assert "the pytorch scorer" in text_of(torch_panel)
+    assert "the tensorflow scorer" in text_of(tf_panel)
