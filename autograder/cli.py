@@ -1,11 +1,13 @@
 """`python -m autograder ...`: the command line fixed in the course contract.
 
     grade SUBMISSION [SUBMISSION ...] --out DIR [--jobs N] [--timeout SECONDS]
+          [--require-sandbox | --unsafe-no-sandbox]
     check NOTEBOOK [EXERCISE]
     assign [--check]
     gradescope CHAPTER [--framework torch|tf] --out FILE.zip
 
-Exit status: 0 when the batch ran, whatever the students scored; 2 for misuse.
+Exit status: 0 when the batch ran, whatever the students scored; 2 for misuse, and when no
+isolation level that the options allow works here (see autograder/isolation.py).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from autograder.batch import Misuse, grade_batch
+from autograder import isolation
 from autograder.grade import Options
 
 err = Console(stderr=True)
@@ -54,8 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
                        help="wall time for one submission (default 300)")
     grade.add_argument("--seed", type=int, default=0, help="batch seed for the checks' random inputs")
-    grade.add_argument("--require-sandbox", action="store_true",
-                       help="fail instead of grading with reduced isolation when bubblewrap is missing")
+    safety = grade.add_mutually_exclusive_group()
+    safety.add_argument("--require-sandbox", action="store_true",
+                        help="grade only under bubblewrap; never fall back to the uid-drop layer")
+    safety.add_argument("--unsafe-no-sandbox", action="store_true",
+                        help="when neither bubblewrap nor (as root) the uid-drop layer works, run student "
+                             "code with no isolation at all; every report says so")
     grade.add_argument("--assignment", metavar="CHAPTER/FRAMEWORK",
                        help="reject notebooks of any other assignment, e.g. 02_principles/torch")
 
@@ -77,10 +84,13 @@ def _grade(args) -> int:
     if args.jobs < 1 or args.timeout <= 0:
         raise Misuse("--jobs must be at least 1 and --timeout positive")
     options = Options(timeout=args.timeout, seed=args.seed, require_sandbox=args.require_sandbox,
-                      expect=args.assignment)
+                      unsafe_no_sandbox=args.unsafe_no_sandbox, expect=args.assignment,
+                      protected=(*sorted(inputs), args.out))
+    level = _isolation(options, args.out)
     results = grade_batch(args.submissions, args.out, options, jobs=args.jobs, progress=_Bar())
     from autograder.report.table import print_summary
 
+    inputs = {p if p.is_dir() else p.parent for p in args.submissions}
     print_summary(results, Console())
     print(f"wrote {args.out / 'grades.csv'} and a results.json + feedback per submission")
     return 0
@@ -88,9 +98,30 @@ def _grade(args) -> int:
 
 def _check(args) -> int:
     from autograder.student import verdict
+    if level == isolation.NONE:
+        err.print(f"[bold red]warning:[/bold red] {isolation.OFF_WARNING}")
 
-    options = Options(public_only=True, exercise=args.exercise)
+    # A student checks their own code on their own machine: the best isolation available, and no
+    # refusal when there is none (it is their code), but they are told.
+    options = Options(public_only=True, exercise=args.exercise, unsafe_no_sandbox=True,
+                      protected=(args.notebook.parent,))
     results = grade_batch([args.notebook], _scratch(), options)
+def _isolation(options: Options, out: Path) -> str:
+    """Choose the level before any student code runs, and say it; refuse (exit 2) when none fits."""
+    try:
+        level = options.level()
+    except isolation.Unavailable as exc:
+        raise Misuse(str(exc)) from None
+    if level == isolation.UID_DROP:
+        try:   # created now so that it is closed (0700) before any submission runs
+            out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError:
+            pass   # grade_batch says why it cannot write there
+    style = {isolation.NONE: "bold red", isolation.UID_DROP: "yellow"}.get(level, "green")
+    err.print(f"[{style}]{isolation.describe(level)}[/{style}]")
+    return level
+
+
     result = results[0]
     if result.error:
         print(f"cannot check {args.notebook}: {result.error}")

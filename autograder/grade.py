@@ -6,17 +6,15 @@ the notebook's run from top to bottom becomes its own line.
 from __future__ import annotations
 
 import atexit
+import multiprocessing.util
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograder import parse, scan
+from autograder import isolation, parse, scan
 from autograder.checks.runner import run_checks
-from autograder.execute import REDUCED, Limits, Runner, Sandbox, SandboxError
+from autograder.execute import Limits, Runner, Sandbox, SandboxError
 from autograder.results import RUNS_TOP_TO_BOTTOM, CheckResult, SubmissionResult
-
-REDUCED_WARNING = ("isolation reduced: bubblewrap is not available, so the submission ran with rlimits "
-                   "and process-tree kills only (no private filesystem, network or PID namespace)")
 
 
 @dataclass
@@ -24,9 +22,18 @@ class Options:
     timeout: float = 300.0            # seconds for one submission, all cells and checks together
     seed: int = 0                     # the batch seed; each check derives its own from it
     public_only: bool = False         # `autograder check`: what students may run themselves
-    require_sandbox: bool = False
+    require_sandbox: bool = False     # bubblewrap or nothing
+    unsafe_no_sandbox: bool = False   # allow isolation "none" when no other level works
+    isolation: str | None = None      # the level, once chosen (the CLI chooses before the batch)
+    protected: tuple[Path, ...] = ()  # folders closed to submissions under uid-drop: inputs, output
     expect: str | None = None         # "CHAPTER/FRAMEWORK" to reject other assignments
     exercise: str | None = None
+
+    def level(self) -> str:
+        """The isolation level; isolation.Unavailable when the options allow none that works."""
+        if self.isolation is None:
+            self.isolation = isolation.choose(self.unsafe_no_sandbox, self.require_sandbox)
+        return self.isolation
 
 
 class Sandboxes:
@@ -36,12 +43,19 @@ class Sandboxes:
         self.options = options
         self.by_framework: dict[str, Sandbox] = {}
         atexit.register(self.close)
+        # A --jobs process ends through multiprocessing, which skips atexit but runs finalizers:
+        # without this its workers' cgroups and dropped uids were left behind.
+        multiprocessing.util.Finalize(self, self.close, exitpriority=10)
 
     def get(self, framework: str) -> Sandbox:
         if framework not in self.by_framework:
             t = self.options.timeout   # one cell or call may use a fair share of it, not all
             limits = Limits(submission_seconds=t, cell_seconds=min(60.0, t / 4), call_seconds=min(20.0, t / 6))
-            self.by_framework[framework] = Sandbox(framework, limits, self.options.require_sandbox)
+            try:
+                level = self.options.level()
+            except isolation.Unavailable as exc:
+                raise SandboxError(str(exc)) from None
+            self.by_framework[framework] = Sandbox(framework, limits, level, list(self.options.protected))
         return self.by_framework[framework]
 
     def close(self) -> None:
@@ -91,8 +105,8 @@ def grade_one(path: Path, name: str, sandboxes: Sandboxes) -> SubmissionResult:
         result.error = f"grader problem, not the student's: {exc}"
         return result
     result.sandbox = sandbox.isolation
-    if sandbox.isolation == REDUCED:
-        result.warnings.append(REDUCED_WARNING)
+    if sandbox.isolation == isolation.NONE:
+        result.warnings.append(isolation.OFF_WARNING)
     runner = Runner(sandbox, sub.cells, deadline=start + options.timeout)
     try:
         outcomes = runner.run_cells()

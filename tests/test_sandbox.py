@@ -6,7 +6,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from autograder import execute
+from autograder import execute, isolation
 from autograder.execute import ISOLATED, Limits, Runner, Sandbox
 
 pytestmark = [pytest.mark.xdist_group("sandbox"), pytest.mark.slow]
@@ -117,12 +117,11 @@ def test_a_reply_that_is_not_plain_data_is_refused():
     assert execute._read_reply({"status": "PASSED"}, {}).status == "error"
 
 
-def test_without_bubblewrap_or_cgroups_it_still_runs_and_says_isolation_is_reduced(monkeypatch):
-    monkeypatch.setattr(execute, "bwrap_works", lambda: False)
+def test_with_isolation_off_or_no_cgroups_it_still_runs_with_rlimits(monkeypatch):
     monkeypatch.setattr(execute._Cgroup, "__init__", lambda self, limits: setattr(self, "dirs", []))
-    box = Sandbox("torch", Limits(call_seconds=10, submission_memory_bytes=1 << 30))
+    box = Sandbox("torch", Limits(call_seconds=10, submission_memory_bytes=1 << 30), execute.NONE)
     try:
-        assert box.isolation == execute.REDUCED and not box.cgroup.dirs
+        assert box.isolation == execute.NONE and not box.cgroup.dirs
         runner = run(box, "import torch\ndef f(x):\n    return x * 3", "def slow(x):\n    while True: pass",
                      "import numpy as np\ndef hog(x):\n    a = []\n    while True: a.append(np.ones(50_000_000))")
         assert runner.call("slow", X, {}).status == "died"
@@ -132,5 +131,42 @@ def test_without_bubblewrap_or_cgroups_it_still_runs_and_says_isolation_is_reduc
         runner.close()
     finally:
         box.close()
-    with pytest.raises(execute.SandboxError):
-        Sandbox("torch", require_isolation=True)
+
+
+def test_require_sandbox_means_bubblewrap_or_nothing(monkeypatch):
+    monkeypatch.setenv("AUTOGRADER_NO_BWRAP", "1")
+    isolation.bubblewrap_problem.cache_clear()
+    try:
+        with pytest.raises(isolation.Unavailable, match="--require-sandbox"):
+            isolation.choose(require_bubblewrap=True)
+        with pytest.raises(execute.SandboxError, match="apt-get install bubblewrap"):
+            monkeypatch.setattr(isolation, "uid_drop_problem", lambda: "not root")
+            Sandbox("torch")
+        assert isolation.choose(unsafe=True) == isolation.NONE
+    finally:
+        isolation.bubblewrap_problem.cache_clear()
+
+
+def test_a_submission_cannot_chmod_the_hosts_device_nodes_or_the_shared_tmp(sandbox):
+    # Under bubblewrap run as root, the sandbox user owns the host's /dev/null (bind-mounted).
+    runner = run(sandbox, "import os\n"
+                 "def probe(x):\n"
+                 "    refused = 0\n"
+                 "    for path, mode in (('/dev/null', 0o666), ('/tmp', 0o755), ('/', 0o755)):\n"
+                 "        try:\n"
+                 "            os.chmod(path, mode)\n"
+                 "        except PermissionError:\n"
+                 "            refused += 1\n"
+                 "    return x * 0 + refused")
+    reply = runner.call("probe", X, {})
+    runner.close()
+    assert reply.status == "ok" and np.all(reply.value == 3), reply
+
+
+def test_a_worker_that_changed_is_replaced_before_the_next_submission(sandbox):
+    runner = run(sandbox, "def f(x):\n    return x + 1")
+    assert runner.call("f", X, {}).status == "ok"
+    before, sandbox.baseline = sandbox.baseline, {"numbers": [0.0], "modes": {}}
+    restarts = sandbox.restarts
+    runner.close()   # health differs from the baseline: the worker is restarted
+    assert sandbox.restarts == restarts + 1 and sandbox.baseline == before

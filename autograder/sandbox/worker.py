@@ -8,7 +8,14 @@ submission runs in a fresh forked child that talks to the trusted side over its 
 
 The control socket (SOCK_SEQPACKET) carries small JSON messages, and with `session` the file
 descriptor of the child's socket. `end` kills the child and everything it started (the worker is a
-child subreaper, so orphans come back to it) and reports how the child ended.
+child subreaper, so orphans come back to it), puts back what the submission changed (bubblewrap's
+/tmp and /dev/shm are emptied and get their mode back; under "uid-drop" every process of the
+dropped uid is killed and its files removed), and reports how the child ended and the worker's
+health: a few framework results computed again, compared by the trusted side with those of the
+fresh worker, so that a worker a submission managed to alter is restarted.
+
+The isolation level comes in AUTOGRADER_ISOLATION ("bubblewrap", "uid-drop" or "none"); see
+confine.py for what the child gets in each.
 """
 from __future__ import annotations
 
@@ -24,9 +31,16 @@ import sys
 import tempfile
 import types
 
-from autograder.sandbox import calls, protocol, tracer
+from autograder.sandbox import calls, confine, protocol, tracer
 
 PR_SET_CHILD_SUBREAPER = 36
+LEVEL = os.environ.get("AUTOGRADER_ISOLATION", "none")
+# under "uid-drop": who the child becomes, and the root-owned folder (0711) of its scratch folders
+DROP_UID = int(os.environ.get("AUTOGRADER_UID", "0") or 0)
+DROP_GID = int(os.environ.get("AUTOGRADER_GID", "0") or 0)
+SCRATCH_BASE = os.environ.get("AUTOGRADER_SCRATCH", "")
+# places a bubblewrap sandbox may write to, emptied after every submission
+SANDBOX_WRITABLE = ("/tmp", "/dev/shm")
 
 
 def _prepare(framework: str) -> None:
@@ -124,13 +138,155 @@ def _describe(status: int | None, memory_limit: int = 0) -> dict:
     return {"how": f"exited with status {os.WEXITSTATUS(status)}", "exit": os.WEXITSTATUS(status)}
 
 
+def health(framework: str) -> dict:
+    """What the trusted side compares after each submission with the fresh worker's answer.
+
+    The numbers are computed in a forked child, a copy of the worker's memory as the next
+    submission will get it: the worker itself runs no framework op (TensorFlow's runtime, once
+    started, does not survive a fork)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        try:
+            os.write(write, json.dumps(_framework_numbers(framework)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    modes = {path: oct(os.stat(path).st_mode) for path in _writable()}
+    return {"numbers": json.loads(data or b"null"), "modes": modes}
+
+
+def _framework_numbers(framework: str) -> list[float]:
+    values = [0.0, 1.0, -2.5, 3.25]
+    if framework == "torch":
+        import torch
+
+        x = torch.tensor(values)
+        computed = [torch.exp(x), torch.log(x.abs() + 1), torch.tanh(x), torch.softmax(x, -1),
+                    torch.sqrt(x.abs()), x @ x, torch.where(x > 0, x, -x), torch.matmul(x[None], x[:, None])]
+        numbers = [float(v) for t in computed for v in t.reshape(-1).tolist()]
+    else:
+        import tensorflow as tf
+
+        x = tf.constant(values)
+        computed = [tf.exp(x), tf.math.log(tf.abs(x) + 1), tf.tanh(x), tf.nn.softmax(x),
+                    tf.sqrt(tf.abs(x)), tf.tensordot(x, x, 1), tf.where(x > 0, x, -x),
+                    tf.matmul(x[None], x[:, None])]
+        numbers = [float(v) for t in computed for v in tf.reshape(t, [-1]).numpy().tolist()]
+    import numpy
+
+    return numbers + numpy.exp(numpy.array(values)).tolist()
+
+
+def _writable() -> tuple[str, ...]:
+    if LEVEL == "bubblewrap":
+        return SANDBOX_WRITABLE
+    return (SCRATCH_BASE,) if SCRATCH_BASE else ()
+
+
+def _new_scratch() -> str:
+    """A private folder per submission: its cwd, HOME and TMPDIR."""
+    if LEVEL == "uid-drop":
+        folder = tempfile.mkdtemp(prefix="submission-", dir=SCRATCH_BASE)
+        os.chown(folder, DROP_UID, DROP_GID)
+        return folder
+    return tempfile.mkdtemp(prefix="submission-")
+
+
+def _reset(scratch: str, modes: dict) -> None:
+    """After the submission's processes are gone: nothing of it may remain for the next one."""
+    if LEVEL == "bubblewrap":
+        for path in SANDBOX_WRITABLE:
+            confine.wipe(path, int(modes[path], 8))
+        return
+    if LEVEL == "uid-drop":
+        if not confine.kill_uid(DROP_UID):
+            raise RuntimeError(f"processes of uid {DROP_UID} survived")
+        confine.sweep(DROP_UID)
+    if os.path.lexists(scratch):
+        confine.wipe(scratch, 0o700)
+        os.rmdir(scratch)
+
+
+def self_test(protected: list[str]) -> str:
+    """Before any submission: apply the child's confinement in a test child, and try what a hostile
+    submission would. "ok", or what is wrong (then the trusted side refuses to grade here)."""
+    if LEVEL == "none":
+        return "ok"
+    scratch = _new_scratch()
+    read, write = os.pipe()
+    probe = os.fork()
+    if probe == 0:
+        os.close(read)
+        try:
+            _confine(scratch)
+            problem = _probe_confinement(protected, scratch)
+        except BaseException as exc:   # noqa: BLE001 (any failure is a refusal, reported as text)
+            problem = f"confinement failed: {exc}"
+        os.write(write, problem.encode()[:4000])
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        problem = f.read().decode() or "the self-test child died"
+    os.waitpid(probe, 0)
+    _reset(scratch, {path: oct(os.stat(path).st_mode) for path in _writable()})
+    return problem
+
+
+def _probe_confinement(protected: list[str], scratch: str) -> str:
+    import sysconfig
+
+    for family, kind in ((socket.AF_INET, socket.SOCK_STREAM), (socket.AF_INET, socket.SOCK_DGRAM),
+                         (socket.AF_INET6, socket.SOCK_STREAM), (socket.AF_NETLINK, socket.SOCK_RAW)):
+        try:
+            socket.socket(family, kind).close()
+            return f"a submission could open a {family.name} socket (no network filter)"
+        except OSError:
+            pass
+    try:
+        open(f"/proc/{os.getppid()}/mem", "r+b").close()
+        return "a submission could open the worker's memory"
+    except OSError:
+        pass
+    needed = {sysconfig.get_paths()[key] for key in ("stdlib", "purelib", "platlib")}
+    for path in sorted(needed) + [os.path.dirname(calls.__file__)]:
+        if not os.access(path, os.R_OK | os.X_OK):
+            return f"the submission's uid cannot read {path}, which Python needs"
+    for path in protected:
+        try:
+            if os.path.isdir(path):
+                os.listdir(path)
+            else:
+                open(path, "rb").close()
+            return f"the submission's uid can read the grader's {path}"
+        except FileNotFoundError:
+            continue
+        except OSError:
+            pass
+    try:
+        with open(os.path.join(scratch, "probe"), "w") as f:
+            f.write("x")
+    except OSError as exc:
+        return f"the submission cannot write its own scratch folder: {exc}"
+    return "ok"
+
+
 def serve(framework: str, ctrl: socket.socket) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    confine.make_undumpable()   # /proc/<worker>/mem stays closed to the submissions it forks
     _prepare(framework)
-    ctrl.send(json.dumps({"op": "ready", "pid": os.getpid()}).encode())
+    protected = json.loads(os.environ.get("AUTOGRADER_PROTECTED", "[]"))
+    confined = self_test(protected)
+    baseline = health(framework)
+    modes = baseline["modes"]
+    ctrl.send(json.dumps({"op": "ready", "pid": os.getpid(), "confined": confined, "health": baseline}).encode())
     statuses: dict[int, int] = {}
-    child, memory_limit, over_memory = None, 0, 0
+    child, memory_limit, over_memory, scratch = None, 0, 0, ""
     while True:
         # While a submission runs, look at its memory often: where no cgroup caps it, this does.
         ready, _, _ = select.select([ctrl], [], [], 0.05 if child else 0.5)
@@ -147,6 +303,7 @@ def serve(framework: str, ctrl: socket.socket) -> None:
             return
         op = json.loads(msg)
         if op["op"] == "session" and fds:
+            scratch = _new_scratch()
             try:
                 child = os.fork()
             except OSError:   # the process cap is still full of a fork bomb's remains
@@ -155,7 +312,7 @@ def serve(framework: str, ctrl: socket.socket) -> None:
             if child == 0:
                 ctrl.close()
                 try:
-                    _run_child(socket.socket(fileno=fds[0]), framework, op)
+                    _run_child(socket.socket(fileno=fds[0]), framework, op, scratch)
                 finally:
                     os._exit(0)
             os.close(fds[0])
@@ -170,9 +327,15 @@ def serve(framework: str, ctrl: socket.socket) -> None:
             _kill_all_below_me()
             _reap(statuses)
             ended = _describe(statuses.pop(child, None), over_memory)
+            try:
+                _reset(scratch, modes)
+                ended["health"] = health(framework)
+            except Exception as exc:   # noqa: BLE001 (the trusted side restarts us on any doubt)
+                ended["health"] = {"error": str(exc)[:500]}
+            _reap(statuses)
             ctrl.send(json.dumps({"op": "ended", **ended}).encode())
             statuses.clear()
-            child, memory_limit, over_memory = None, 0, 0
+            child, memory_limit, over_memory, scratch = None, 0, 0, ""
 
 
 # ---------------------------------------------------------------- the child: one submission
@@ -213,11 +376,24 @@ def _strip_magics(source: str) -> str:
     )
 
 
-def _run_child(sock: socket.socket, framework: str, op: dict) -> None:
+def _confine(scratch: str) -> None:
+    """Everything the child gets before it runs a line of student code (see confine.py)."""
+    if LEVEL == "uid-drop":
+        confine.private_network()   # where root has the capability; the seccomp filter anyway
+    os.chdir(scratch)
+    os.environ.update(HOME=scratch, TMPDIR=scratch)
+    tempfile.tempdir = scratch
+    if LEVEL == "uid-drop":
+        confine.drop_to(DROP_UID, DROP_GID)
+    if LEVEL != "none":
+        confine.load_filter()
+
+
+def _run_child(sock: socket.socket, framework: str, op: dict, scratch: str) -> None:
     os.setsid()
     _quiet()
     _limit(op)
-    os.chdir(tempfile.mkdtemp(prefix="submission-"))
+    _confine(scratch)
     main = types.ModuleType("__main__")
     main.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = main
