@@ -13,9 +13,9 @@ that a student's notebook pays for pytest only when it checks something.
 def checker(chapter: str, framework: str):
     """`check(name)` bound to one assignment: runs the public checks of that exercise against the
     calling notebook's functions, in `framework` ("torch" or "tf"), whatever the notebook imports."""
-    from autograder.student import Checker
+    from autograder.student import bind
 
-    return Checker(chapter, framework)
+    return bind(chapter, framework)
 
 
 def check(exercise: str, framework: str | None = None, chapter: str | None = None) -> None:

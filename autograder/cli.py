@@ -5,6 +5,7 @@
     check NOTEBOOK [EXERCISE]
     assign [--check]
     gradescope CHAPTER [--framework torch|tf] --out FILE.zip
+    release --out DIR [--seed N]
 
 Exit status: 0 when the batch ran, whatever the students scored; 2 for misuse, and when no
 isolation level that the options allow works here (see autograder/isolation.py).
@@ -77,6 +78,10 @@ def _parser() -> argparse.ArgumentParser:
     zipped.add_argument("chapter")
     zipped.add_argument("--framework", choices=["torch", "tf"])
     zipped.add_argument("--out", required=True, type=Path, metavar="FILE.zip")
+
+    release = sub.add_parser("release", help="write the student notebooks and their public checks, to hand out")
+    release.add_argument("--out", required=True, type=Path, metavar="DIR")
+    release.add_argument("--seed", type=int, help="seed of the public checks' inputs (default: each chapter's)")
     return parser
 
 
@@ -154,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
             from autograder import assign
 
             return assign.main(["--check"] if args.check else [])
+        if args.command == "release":
+            from autograder import release
+
+            return release.main(["--out", str(args.out)] + (["--seed", str(args.seed)] if args.seed is not None else []))
         from autograder import export
 
         return export.main([args.chapter, "--out", str(args.out)]

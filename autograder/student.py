@@ -24,32 +24,46 @@ from autograder import chapters
 
 
 class Checker:
-    """`check(name)` for one assignment, run against the calling notebook's functions."""
+    """`check(name)` for one assignment, run against the calling notebook's functions.
 
-    def __init__(self, chapter: str, framework: str):
-        record = chapters.chapter(chapter)
-        record.master_path(framework)          # a ValueError naming the frameworks, for a typo
-        if not record.exercises:
-            raise LookupError(f"chapter {chapter} has no exercises to check")
-        self.chapter, self.framework = record, framework
+    The released package (`autograder/release/`) subclasses it: same calling and printing, other
+    `results` (stored expected values instead of the oracle)."""
+
+    package = "autograder"
+
+    def __init__(self, chapter: str, framework: str, exercises: tuple[str, ...]):
+        self.chapter, self.framework, self.exercises = chapter, framework, exercises
 
     def __call__(self, exercise: str) -> None:
         namespace = inspect.currentframe().f_back.f_globals
         self.run(namespace, exercise)
 
     def run(self, namespace: dict, exercise: str) -> None:
-        if exercise not in self.chapter.exercises:
-            print(f"check: '{exercise}' is not an exercise of {self.chapter.slug} "
-                  f"(its exercises: {', '.join(self.chapter.exercises)})")
+        if exercise not in self.exercises:
+            print(f"check: '{exercise}' is not an exercise of {self.chapter} "
+                  f"(its exercises: {', '.join(self.exercises)})")
             return
+        print(verdict(exercise, self.results(namespace, exercise)))
+
+    def results(self, namespace: dict, exercise: str) -> list:
+        """The public checks of `exercise` run on `namespace`'s functions: CheckResults."""
         from autograder.checks.runner import LocalBackend, run_checks
 
-        results, _ = run_checks(self.chapter.slug, LocalBackend(namespace, self.framework), self.framework,
+        results, _ = run_checks(self.chapter, LocalBackend(namespace, self.framework), self.framework,
                                 exercise=exercise, public_only=True)
-        print(verdict(exercise, results))
+        return results
 
     def __repr__(self) -> str:
-        return f"autograder.checker({self.chapter.slug!r}, {self.framework!r})"
+        return f"{self.package}.checker({self.chapter!r}, {self.framework!r})"
+
+
+def bind(chapter: str, framework: str) -> Checker:
+    """`autograder.checker(chapter, framework)`: a Checker for an assignment the records know."""
+    record = chapters.chapter(chapter)
+    record.master_path(framework)          # a ValueError naming the frameworks, for a typo
+    if not record.exercises:
+        raise LookupError(f"chapter {chapter} has no exercises to check")
+    return Checker(chapter, framework, record.exercises)
 
 
 def _guess_framework(namespace: dict) -> str | None:
@@ -76,7 +90,7 @@ def check_in(namespace: dict, exercise: str, framework: str | None = None,
         print("check: cannot tell the framework of this notebook. Bind check to its assignment in the "
               f"setup cell:\n{binding}\n(or \"tf\" for the TensorFlow notebook)")
         return
-    Checker(chapter, framework).run(namespace, exercise)
+    bind(chapter, framework).run(namespace, exercise)
     print(f"note: this check is not bound to its assignment; put these lines in the setup cell:\n{binding}")
 
 

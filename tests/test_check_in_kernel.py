@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from autograder.student import Checker
+from autograder.student import bind
 
 pytestmark = pytest.mark.xdist_group("frameworks")
 
@@ -12,7 +12,7 @@ pytestmark = pytest.mark.xdist_group("frameworks")
 def verdict(capsys, source: str, exercise: str) -> str:
     namespace = {"torch": torch}
     exec(source, namespace)
-    Checker("02_principles", "torch").run(namespace, exercise)
+    bind("02_principles", "torch").run(namespace, exercise)
     return capsys.readouterr().out
 
 
