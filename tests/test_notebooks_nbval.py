@@ -75,7 +75,7 @@ def test_master_stored_outputs_say_all_checks_passed(framework):
     assert [c.execution_count for c in code] == list(range(1, len(code) + 1))
     names = notebooks.exercises(nb)
     checks = _check_cells(nb)
-    assert len(checks) == len(names) == 9
+    assert len(checks) == len(names) == 13
     for name, cell in zip(names, checks):
         out = _stdout(cell)
         assert out.startswith(f"✓ {name}: all ") and out.rstrip().endswith("public checks passed"), (name, out)

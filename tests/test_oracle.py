@@ -296,3 +296,105 @@ def test_padding_mask_matches_causal_style_definition(rng):
     np.testing.assert_array_equal(mask.sum(-1)[:, 0], lens)
     for b, n in enumerate(lens):
         np.testing.assert_array_equal(mask[b, 0], np.arange(6) < n)
+
+
+# --- the second edition's exercises: by hand, then properties ---------------------------------------
+
+def test_segment_mask_by_hand():
+    # two packed sequences (ids 0 and 1) and a padding slot (-1)
+    assert_mask(oracle.segment_mask(np.array([0, 0, 1, -1])),
+                [[T, T, F, F], [T, T, F, F], [F, F, T, F], [F, F, F, F]])
+    # the same negative id twice is still padding: padding never attends, not even to itself
+    assert_mask(oracle.segment_mask([-2, -2, 3]), [[F, F, F], [F, F, F], [F, F, T]])
+    # leading batch dimensions: (2, 1, 2) ids -> (2, 1, 2, 2) masks
+    got = oracle.segment_mask(np.array([[[5, 5]], [[5, -1]]]))
+    assert_mask(got, [[[[T, T], [T, T]]], [[[T, F], [F, F]]]])
+
+
+def test_decoder_masks_by_hand():
+    # batch 0: 2 of 3 target tokens, 1 of 2 source tokens; batch 1: no target token, 2 source tokens
+    self_mask, cross_mask = oracle.decoder_masks(np.array([2, 0]), np.array([1, 2]), 3, 2)
+    # j <= i and j < 2: row 2 sees keys 0, 1 but not its own padded position 2
+    assert_mask(self_mask[0], [[T, F, F], [T, T, F], [T, T, F]])
+    assert_mask(self_mask[1], np.zeros((3, 3), bool))              # valid length 0: nothing
+    assert_mask(cross_mask[0], [[T, F]] * 3)                        # every target row sees the source's 1 token
+    assert_mask(cross_mask[1], [[T, T]] * 3)
+    assert self_mask.shape == (2, 3, 3) and cross_mask.shape == (2, 3, 2)
+
+
+def test_bahdanau_step_by_hand():
+    # d_q = 1, d_k = 2, h = 1: score_j = w_v tanh(s W_q + e_j W_k)
+    state = f32([[0.0]])                                            # (batch=1, d_q=1): s W_q = 0
+    outputs = f32([[[0, 0], [1, 0], [0, 1]]])                       # (1, n=3, d_k=2)
+    W_q, W_k, w_v = f32([[1]]), f32([[1], [0]]), f32([math.log(3) / math.tanh(1)])
+    # scores: w_v tanh(0) = 0, w_v tanh(1) = ln 3, w_v tanh(0) = 0 -> weights 1 : 3 : 1 over 5
+    context, weights = oracle.bahdanau_step(state, outputs, W_q, W_k, w_v)
+    assert_equal_f32(weights, [[0.2, 0.6, 0.2]])
+    assert_equal_f32(context, [[0.6, 0.2]])                         # 0.6 (1, 0) + 0.2 (0, 1)
+    # valid_lens = 2 drops position 2: weights 1 : 3 over 4; valid_lens = 0: zeros
+    context, weights = oracle.bahdanau_step(np.concatenate([state, state]), np.concatenate([outputs, outputs]),
+                                            W_q, W_k, w_v, np.array([2, 0]))
+    assert_equal_f32(weights, [[0.25, 0.75, 0], [0, 0, 0]])
+    assert_equal_f32(context, [[0.75, 0], [0, 0]])
+
+
+def test_attention_pooling_by_hand():
+    # d = 4, so scores are inputs . query / 2; query (2, 0, 0, 0) makes score_j = inputs[j, 0]
+    inputs = f32([[0, 1, 0, 0], [math.log(3), 0, 1, 0]])           # (n=2, d=4)
+    query = f32([2, 0, 0, 0])
+    pooled, weights = oracle.attention_pooling(inputs, query)
+    assert_equal_f32(weights, [0.25, 0.75])                         # e^0 : e^ln3 = 1 : 3
+    assert_equal_f32(pooled, [0.75 * math.log(3), 0.25, 0.75, 0])
+    pooled, weights = oracle.attention_pooling(np.stack([inputs, inputs]), query, np.array([[F, T], [F, F]]))
+    assert_equal_f32(weights, [[0, 1], [0, 0]])                     # a fully masked row: zeros
+    assert_equal_f32(pooled, [inputs[1], [0, 0, 0, 0]])
+
+
+def test_bahdanau_step_is_additive_attention_with_one_query(rng):
+    """One decoder step = the chapter's pieces: additive scores, padding mask, masked softmax, sum."""
+    state, outputs = rng.standard_normal((3, 4)), rng.standard_normal((3, 5, 6))
+    W_q, W_k, w_v = rng.standard_normal((4, 7)), rng.standard_normal((6, 7)), 1e4 * rng.standard_normal(7)
+    lens = np.array([5, 0, 2])
+    context, weights = oracle.bahdanau_step(state, outputs, W_q, W_k, w_v, lens)
+    scores = oracle.additive_scores(state[:, None, :], outputs, W_q, W_k, w_v)      # (3, 1, 5)
+    want = oracle.masked_softmax(scores, oracle.padding_mask(lens, 5))[:, 0]         # (3, 5)
+    assert np.isfinite(context).all() and np.isfinite(weights).all()               # scores of ~1e4
+    # float32 scores of ~1e4 carry an absolute error of ~1e-3, which exp turns into ~1e-3 relative
+    np.testing.assert_allclose(weights, want, atol=5e-3)
+    np.testing.assert_allclose(weights.sum(-1), [1, 0, 1], rtol=1e-6)
+    assert (weights[2, 2:] == 0).all()
+    np.testing.assert_allclose(context, np.einsum("bn,bnd->bd", weights, outputs), rtol=1e-5, atol=1e-6)
+
+
+def test_attention_pooling_is_attention_with_one_query(rng):
+    inputs, query = rng.standard_normal((2, 3, 5, 4)).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    mask = rng.random((2, 3, 5)) < 0.5
+    mask[1, 2] = False
+    pooled, weights = oracle.attention_pooling(inputs, query, mask)
+    out, w = oracle.scaled_dot_product_attention(query[None, :], inputs, inputs, mask[..., None, :])
+    np.testing.assert_allclose(pooled, out[..., 0, :], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(weights, w[..., 0, :], rtol=1e-5, atol=1e-6)
+    assert (pooled[1, 2] == 0).all() and (weights[1, 2] == 0).all()
+
+
+def test_segment_mask_is_symmetric_and_blocks_packed_sequences(rng):
+    lengths = [3, 1, 4]
+    ids = np.concatenate([np.full(n, s) for s, n in enumerate(lengths)] + [np.full(2, -1)])   # (10,)
+    mask = oracle.segment_mask(ids)
+    np.testing.assert_array_equal(mask, mask.T)
+    want = np.zeros((10, 10), bool)
+    start = 0
+    for n in lengths:                                    # one all-True block per packed sequence
+        want[start:start + n, start:start + n] = True
+        start += n
+    np.testing.assert_array_equal(mask, want)
+    # ids shuffled with the positions: the mask is permuted the same way
+    perm = rng.permutation(10)
+    np.testing.assert_array_equal(oracle.segment_mask(ids[perm]), mask[np.ix_(perm, perm)])
+
+
+def test_decoder_self_mask_is_causal_and_padding(rng):
+    tgt, src = rng.integers(0, 7, size=5), rng.integers(0, 4, size=5)
+    self_mask, cross_mask = oracle.decoder_masks(tgt, src, 6, 3)
+    np.testing.assert_array_equal(self_mask, oracle.causal_mask(6) & oracle.padding_mask(tgt, 6))
+    np.testing.assert_array_equal(cross_mask, np.broadcast_to(oracle.padding_mask(src, 3), (5, 6, 3)))

@@ -130,6 +130,41 @@ def _cases():
         cases.append(("scaled_dot_product_attention", (_normal(rng, *qs), _normal(rng, *ks), _normal(rng, *vs), mask)))
     keys = 200 * np.eye(4, dtype=np.float32)
     cases.append(("scaled_dot_product_attention", (keys[[2, 0, 3]], keys, _normal(rng, 4, 3), None)))
+    return cases + _second_edition_cases(rng)
+
+
+def _second_edition_cases(rng):
+    """The exercises that combine the pieces: padding ids, valid lengths 0 and full, fully masked rows."""
+    cases = [
+        ("segment_mask", (np.array([0, 0, 1, -1]),)),
+        ("segment_mask", (np.array([-1, -1, 3, -2, -2, 3, 7, 7]),)),        # padding, unsorted ids
+        ("segment_mask", (np.array([[5]]),)),
+        ("segment_mask", (rng.integers(-2, 3, size=(2, 3, 6)),)),           # leading batch dims
+        ("decoder_masks", (np.array([2, 3]), np.array([1, 2]), 3, 2)),
+        ("decoder_masks", (np.array([0, 5, 3]), np.array([7, 0, 7]), 5, 7)),  # lengths 0 and full
+        ("decoder_masks", (np.array([6, 1]), np.array([2, 2]), 6, 2)),        # n_tgt > n_src
+        ("decoder_masks", (np.array([1]), np.array([4]), 1, 4)),
+    ]
+    for batch, n, d_q, d_k, h, lens in [(3, 5, 4, 6, 7, None), (3, 5, 4, 6, 7, [5, 0, 2]), (1, 1, 1, 1, 1, [1]),
+                                        (2, 4, 3, 3, 2, [4, 4])]:
+        args = (_normal(rng, batch, d_q), _normal(rng, batch, n, d_k), _normal(rng, d_q, h), _normal(rng, d_k, h),
+                _normal(rng, h))
+        cases.append(("bahdanau_step", args + (() if lens is None else (np.array(lens),))))
+    # scores of exactly +-1e4 (+-2): tanh(+-30) is +-1 in float32, and w_v is (1e4, -1e4, 2)
+    outputs = np.array([[[1, 0, 0], [1, 0, 1], [0, -1, 1]], [[-1, 0, 0], [-1, 0, 1], [-1, 0, -1]]], np.float32)
+    large = (np.zeros((2, 1), np.float32), outputs, np.ones((1, 3), np.float32), 30 * np.eye(3, dtype=np.float32),
+             np.array([1e4, -1e4, 2], np.float32))
+    cases += [("bahdanau_step", large), ("bahdanau_step", large + (np.array([1, 2]),))]
+    fully = _mask(rng, 2, 3, 5)
+    fully[1, 2] = False                                                     # a fully masked row
+    cases += [
+        ("attention_pooling", (_normal(rng, 4, 6), _normal(rng, 6))),
+        ("attention_pooling", (_normal(rng, 4, 6), _normal(rng, 6), None)),
+        ("attention_pooling", (_normal(rng, 2, 3, 5, 8), _normal(rng, 8), fully)),
+        ("attention_pooling", (_normal(rng, 3, 4, 2), _normal(rng, 2),
+                               np.array([[True] * 4, [False] * 4, [False, True, False, False]]))),
+        ("attention_pooling", (_normal(rng, 1, 3), _normal(rng, 3), np.array([True]))),
+    ]
     return cases
 
 

@@ -442,3 +442,322 @@ def test_scaled_dot_product_attention_permutation(student, oracle, rng):
         student.scaled_dot_product_attention(queries, keys[:, perm], values[:, perm]))
     assert_close(shuffled_output, output, what="output for the shuffled keys and values")
     assert_close(shuffled_weights, weights[..., perm], what="weights for the shuffled keys")
+
+
+# ==================================================================================================
+# The second edition's exercises, which combine the pieces above: segment_mask, decoder_masks,
+# bahdanau_step, attention_pooling. Each failure's first line (all a student sees of a hidden
+# check) ends with a fixed hint about the likely mistake; hidden inputs are never named in it.
+# ==================================================================================================
+
+def _same_or_hint(got, want, what, hint: str) -> None:
+    """assert_close, with a hint about the likely mistake added to its message's first line."""
+    try:
+        assert_close(got, want, what=what)
+    except CheckFailure as failure:
+        first, _, rest = str(failure).partition("\n")      # what came back stays on the later lines
+        raise CheckFailure(f"{first} Hint: {hint}" + (f"\n{rest}" if rest else "")) from None
+
+
+def _pair(got, names: tuple[str, str]):
+    if not isinstance(got, tuple) or len(got) != 2:
+        kind = f"a tuple of {len(got)}" if isinstance(got, tuple) else "a single value"
+        raise CheckFailure(f"expected a tuple ({', '.join(names)}), got something else.\ngot {kind}.")
+    return got
+
+
+def _same_pair(student, oracle, exercise: str, args: tuple, what: tuple[str, str], hint: str):
+    """Call an exercise that returns a pair on both sides and compare; returns the student's pair."""
+    got = _pair(getattr(student, exercise)(*args), what)
+    _same_or_hint(got, getattr(oracle, exercise)(*args), what, hint)
+    return got
+
+
+# --- segment_mask --------------------------------------------------------------------------------
+
+SEGMENT_HINT = ("entry [..., i, j] is True iff ids[..., i] == ids[..., j] and that id is >= 0: compare "
+                "a (..., n, 1) view of the ids with a (..., 1, n) view, then drop the negative ids.")
+
+
+def _same_segment_mask(student, oracle, segment_ids, hint=SEGMENT_HINT, what="mask") -> None:
+    _same_or_hint(student.segment_mask(segment_ids), oracle.segment_mask(segment_ids), what, hint)
+
+
+@check("segment_mask", points=1, public=True)
+def test_segment_mask_worked_example(student, oracle, rng):
+    """matches the worked example: segment_mask([0, 0, 1, -1])"""
+    _same_segment_mask(student, oracle, np.array([0, 0, 1, -1]), what="segment_mask([0, 0, 1, -1])")
+
+
+@check("segment_mask", points=1, public=True)
+def test_segment_mask_batched_shape(student, oracle, rng):
+    """a (2, 6) batch of ids gives a (2, 6, 6) mask"""
+    ids = rng.integers(-1, 3, size=(2, 6))
+    got = student.segment_mask(ids)
+    assert_shape(got, (2, 6, 6), what="mask")
+    _same_or_hint(got, oracle.segment_mask(ids), "mask",
+                  "each row of the batch gets its own (n, n) mask; index the last axis only.")
+
+
+@check("segment_mask", points=1)
+def test_segment_mask_padding_sees_nothing(student, oracle, rng):
+    """padding (any negative id) attends to nothing and is attended to by nothing, even padding with the same id"""
+    _same_segment_mask(student, oracle, np.array([-1, -1, 3, -2, -2, 3]),
+                       "a negative id is padding, not a sequence: its row and its column are all False, "
+                       "even where two padding tokens share the same id.")
+
+
+@check("segment_mask", points=1)
+def test_segment_mask_unsorted_ids(student, oracle, rng):
+    """ids need not be sorted, consecutive or start at 0"""
+    _same_segment_mask(student, oracle, np.array([7, 2, 7, 0, 2, -5]),
+                       "compare the ids for equality; don't assume that a sequence's tokens are adjacent "
+                       "or that the ids count 0, 1, 2, ...")
+
+
+@check("segment_mask", points=1)
+def test_segment_mask_leading_dims(student, oracle, rng):
+    """any number of leading batch dimensions: (2, 3, 5) ids give a (2, 3, 5, 5) mask"""
+    ids = rng.integers(-2, 3, size=(2, 3, 5))
+    got = student.segment_mask(ids)
+    assert_shape(got, (2, 3, 5, 5), what="mask")
+    _same_or_hint(got, oracle.segment_mask(ids), "mask",
+                  "use ids[..., :, None] and ids[..., None, :] so that every leading dimension is kept.")
+
+
+@check("segment_mask", points=1)
+def test_segment_mask_tiny(student, oracle, rng):
+    """a single token, and a row made only of padding"""
+    _same_segment_mask(student, oracle, np.array([[4]]))
+    _same_segment_mask(student, oracle, np.array([[-1, -1, -1]]))
+
+
+# --- decoder_masks -------------------------------------------------------------------------------
+
+DECODER_OUT = ("self_mask", "cross_mask")
+
+
+def _same_decoder_masks(student, oracle, tgt, src, n_tgt, n_src, hint, what=DECODER_OUT) -> None:
+    _same_pair(student, oracle, "decoder_masks", (tgt, src, n_tgt, n_src), what, hint)
+
+
+@check("decoder_masks", points=1, public=True)
+def test_decoder_masks_worked_example(student, oracle, rng):
+    """matches the worked example: decoder_masks([2, 3], [1, 2], 3, 2)"""
+    _same_decoder_masks(student, oracle, np.array([2, 3]), np.array([1, 2]), 3, 2,
+                        "self_mask = causal_mask(n_tgt) & padding_mask(tgt_valid_lens, n_tgt); cross_mask "
+                        "is padding_mask(src_valid_lens, n_src) repeated for every target token.",
+                        what=tuple(f"{name} of decoder_masks([2, 3], [1, 2], 3, 2)" for name in DECODER_OUT))
+
+
+@check("decoder_masks", points=1, public=True)
+def test_decoder_masks_full_shapes(student, oracle, rng):
+    """full shapes: (3, 4, 4) and (3, 4, 6) for a batch of 3, n_tgt = 4, n_src = 6"""
+    tgt, src = rng.integers(1, 5, size=3), rng.integers(1, 7, size=3)
+    self_mask, cross_mask = _pair(student.decoder_masks(tgt, src, 4, 6), DECODER_OUT)
+    assert_shape(self_mask, (3, 4, 4), what="self_mask")
+    assert_shape(cross_mask, (3, 4, 6), what="cross_mask")
+    _same_or_hint((self_mask, cross_mask), oracle.decoder_masks(tgt, src, 4, 6), DECODER_OUT,
+                  "the self mask is over target keys, the cross mask over source keys.")
+
+
+@check("decoder_masks", points=1)
+def test_decoder_masks_empty_and_full_lengths(student, oracle, rng):
+    """valid lengths of 0 mask everything, full lengths nothing but the future"""
+    _same_decoder_masks(student, oracle, np.array([0, 5, 3]), np.array([7, 0, 7]), 5, 7,
+                        "a valid length of 0 leaves no key at all; a valid length of n leaves every key "
+                        "(for the self mask: every key up to the query's own position).")
+
+
+@check("decoder_masks", points=1)
+def test_decoder_masks_cross_attention_is_not_causal(student, oracle, rng):
+    """cross-attention is not causal: every target token sees every real source token, for n_tgt > n_src and n_tgt < n_src"""
+    hint = ("causality belongs to the self mask only: the whole source is known before decoding starts, "
+            "so cross_mask[b, i, j] depends on j and src_valid_lens[b], not on i.")
+    _same_decoder_masks(student, oracle, np.array([6, 4]), np.array([2, 1]), 6, 2, hint)
+    _same_decoder_masks(student, oracle, np.array([2, 1]), np.array([7, 5]), 2, 7, hint)
+
+
+@check("decoder_masks", points=1)
+def test_decoder_masks_padding_on_the_key_axis(student, oracle, rng):
+    """padded target tokens are hidden as keys (columns), yet still see the real tokens before them"""
+    _same_decoder_masks(student, oracle, np.array([1, 3]), np.array([2, 2]), 4, 2,
+                        "self_mask[b, i, j] = j <= i and j < tgt_valid_lens[b]: padding hides column j, the "
+                        "key; a padded query row i still sees the real tokens. The padding mask's axis of "
+                        "size 1 is the query axis.")
+
+
+@check("decoder_masks", points=1)
+def test_decoder_masks_random(student, oracle, rng):
+    """a random batch of 5, with n_tgt != n_src"""
+    tgt, src = rng.integers(0, 6, size=5), rng.integers(0, 4, size=5)
+    _same_decoder_masks(student, oracle, tgt, src, 5, 3,
+                        "check each sequence's lengths: tgt_valid_lens for the self mask, src_valid_lens "
+                        "for the cross mask.")
+
+
+# --- bahdanau_step -------------------------------------------------------------------------------
+
+BAHDANAU_OUT = ("context", "weights")
+BAHDANAU_HINT = ("scores = additive_scores(state[:, None, :], encoder_outputs, W_q, W_k, w_v) are (batch, 1, n); "
+                 "masked_softmax over the last axis with padding_mask(valid_lens, n); then weights @ "
+                 "encoder_outputs, and drop the axis of size 1 from both results.")
+
+
+def _bahdanau_example():
+    state = np.array([[0]], np.float32)                                  # (batch=1, d_q=1)
+    outputs = np.array([[[0, 0], [1, 0], [0, 1]]], np.float32)           # (batch=1, n=3, d_k=2)
+    W_q, W_k = np.array([[1]], np.float32), np.array([[1], [0]], np.float32)
+    w_v = np.array([np.log(3) / np.tanh(1)], np.float32)                 # scores 0, ln 3, 0
+    return state, outputs, W_q, W_k, w_v
+
+
+def _bahdanau_random(rng, batch, n, d_q, d_k, h):
+    return (_normal(rng, batch, d_q), _normal(rng, batch, n, d_k), _normal(rng, d_q, h), _normal(rng, d_k, h),
+            _normal(rng, h))
+
+
+def _same_bahdanau(student, oracle, args, hint=BAHDANAU_HINT):
+    return _same_pair(student, oracle, "bahdanau_step", args, BAHDANAU_OUT, hint)
+
+
+@check("bahdanau_step", points=1, public=True)
+def test_bahdanau_step_worked_example(student, oracle, rng):
+    """matches the worked example, without and with valid_lens = [2]"""
+    args = _bahdanau_example()
+    _same_bahdanau(student, oracle, args)
+    _same_bahdanau(student, oracle, (*args, np.array([2])),
+                   "with valid_lens = [2] only the first 2 positions share the weight: mask the scores "
+                   "with padding_mask(valid_lens, n) before the softmax.")
+
+
+@check("bahdanau_step", points=1, public=True)
+def test_bahdanau_step_shapes(student, oracle, rng):
+    """a batch of 2, n = 5, d_q = 3, d_k = 4, h = 6: context (2, 4) and weights (2, 5)"""
+    args = (*_bahdanau_random(rng, 2, 5, 3, 4, 6), np.array([5, 3]))
+    context, weights = _pair(student.bahdanau_step(*args), BAHDANAU_OUT)
+    assert_shape(context, (2, 4), what="context")
+    assert_shape(weights, (2, 5), what="weights")
+    _same_or_hint((context, weights), oracle.bahdanau_step(*args), BAHDANAU_OUT, BAHDANAU_HINT)
+
+
+@check("bahdanau_step", points=1)
+def test_bahdanau_step_empty_and_full_lengths(student, oracle, rng):
+    """a valid length of 0 gives zero weights and a zero context, never NaN; a full length masks nothing"""
+    args = (*_bahdanau_random(rng, 3, 4, 2, 3, 5), np.array([0, 4, 1]))
+    _same_bahdanau(student, oracle, args,
+                   "a sequence of valid length 0 has no position to attend to: its weights and its context "
+                   "are zeros (your masked_softmax handles fully masked rows).")
+
+
+@check("bahdanau_step", points=1)
+def test_bahdanau_step_large_scores(student, oracle, rng):
+    """stays finite and exact at scores of +-1e4 (a large w_v)"""
+    # tanh(+-30) and tanh(0) are exactly +-1 and 0 in float32, so every score below is exact:
+    # w_v . (+-1 | 0, +-1 | 0, +-1 | 0) with w_v = (1e4, -1e4, 2).
+    state = np.zeros((2, 1), np.float32)                                 # (batch=2, d_q=1): projects to 0
+    outputs = np.array([[[1, 0, 0], [1, 0, 1], [1, 0, -1], [0, -1, 1]],  # scores 1e4, 1e4+2, 1e4-2, 1e4+2
+                        [[-1, 0, 0], [-1, 0, 1], [0, 1, 0], [-1, 0, -1]]],   # -1e4, -1e4+2, -1e4, -1e4-2
+                       np.float32)                                       # (batch=2, n=4, d_k=3)
+    W_q, W_k = np.ones((1, 3), np.float32), 30 * np.eye(3, dtype=np.float32)
+    w_v = np.array([1e4, -1e4, 2], np.float32)
+    hint = ("exp(1e4) overflows and exp(-1e4) underflows to 0: the softmax must subtract each row's "
+            "maximum allowed score, as your masked_softmax does.")
+    _same_bahdanau(student, oracle, (state, outputs, W_q, W_k, w_v), hint)
+    _same_bahdanau(student, oracle, (state, outputs, W_q, W_k, w_v, np.array([1, 3])), hint)
+
+
+@check("bahdanau_step", points=1)
+def test_bahdanau_step_padding_is_ignored(student, oracle, rng):
+    """padded positions change nothing, whatever they hold; the weights of the valid positions sum to 1"""
+    state, outputs, W_q, W_k, w_v = _bahdanau_random(rng, 3, 6, 4, 5, 7)
+    lens = np.array([6, 2, 4])
+    context, weights = _same_bahdanau(student, oracle, (state, outputs, W_q, W_k, w_v, lens))
+    _rows_sum_to_one(weights, np.ones(3, bool))
+    changed = outputs.copy()
+    for b, n in enumerate(lens):
+        changed[b, n:] = 100 * _normal(rng, 6 - n, 5)                    # new content behind the padding
+    again = _pair(student.bahdanau_step(state, changed, W_q, W_k, w_v, lens), BAHDANAU_OUT)
+    _same_or_hint(again, (context, weights), tuple(f"{name} after changing padded positions" for name in BAHDANAU_OUT),
+                  "positions at or after valid_lens[b] are padding: they must get weight exactly 0, so their "
+                  "content cannot reach the context.")
+
+
+@check("bahdanau_step", points=1)
+def test_bahdanau_step_random(student, oracle, rng):
+    """random inputs with d_q != d_k, without valid_lens"""
+    _same_bahdanau(student, oracle, _bahdanau_random(rng, 4, 7, 3, 5, 2))
+
+
+# --- attention_pooling ---------------------------------------------------------------------------
+
+POOLING_OUT = ("pooled", "weights")
+POOLING_HINT = ("scores are inputs . query / sqrt(d), a masked softmax over the n positions, then the "
+                "weighted sum of the inputs: scaled_dot_product_attention(query[None, :], inputs, inputs, "
+                "mask[..., None, :]) with the axis of size 1 removed.")
+
+
+def _same_pooling(student, oracle, args, hint=POOLING_HINT):
+    return _same_pair(student, oracle, "attention_pooling", args, POOLING_OUT, hint)
+
+
+@check("attention_pooling", points=1, public=True)
+def test_attention_pooling_worked_example(student, oracle, rng):
+    """matches the worked example: no mask, mask [True, False], mask [False, False]"""
+    inputs = np.array([[0, 1, 0, 0], [np.log(3), 0, 1, 0]], np.float32)   # (n=2, d=4)
+    query = np.array([2, 0, 0, 0], np.float32)
+    _same_pooling(student, oracle, (inputs, query))
+    _same_pooling(student, oracle, (inputs, query, np.array([True, False])))
+    _same_pooling(student, oracle, (inputs, query, np.array([False, False])),
+                  "a sequence whose positions are all masked pools to zeros, never NaN.")
+
+
+@check("attention_pooling", points=1, public=True)
+def test_attention_pooling_shapes(student, oracle, rng):
+    """(2, 5, 8) inputs, an (8,) query and a (2, 5) mask give (2, 8) pooled and (2, 5) weights"""
+    inputs, query, mask = _normal(rng, 2, 5, 8), _normal(rng, 8), _random_mask(rng, 2, 5)
+    mask[:, 0] = True
+    pooled, weights = _pair(student.attention_pooling(inputs, query, mask), POOLING_OUT)
+    assert_shape(pooled, (2, 8), what="pooled")
+    assert_shape(weights, (2, 5), what="weights")
+    _same_or_hint((pooled, weights), oracle.attention_pooling(inputs, query, mask), POOLING_OUT, POOLING_HINT)
+
+
+@check("attention_pooling", points=1)
+def test_attention_pooling_leading_dims(student, oracle, rng):
+    """any number of leading batch dimensions, with a random mask"""
+    inputs, query, mask = _normal(rng, 2, 3, 4, 6), _normal(rng, 6), _random_mask(rng, 2, 3, 4)
+    _same_pooling(student, oracle, (inputs, query, mask),
+                  "keep every leading dimension: the query and the mask need an axis of size 1 where the "
+                  "query axis goes, just before the last axis of the scores.")
+
+
+@check("attention_pooling", points=1)
+def test_attention_pooling_fully_masked_row(student, oracle, rng):
+    """a fully masked sequence pools to zeros, never NaN, and the others are unaffected"""
+    inputs, query = _normal(rng, 3, 4, 5), _normal(rng, 5)
+    mask = np.array([[True, False, True, True], [False] * 4, [False, False, False, True]])
+    _same_pooling(student, oracle, (inputs, query, mask),
+                  "a sequence with no unmasked position gets all-zero weights and a zero pooled vector.")
+
+
+@check("attention_pooling", points=1)
+def test_attention_pooling_scale(student, oracle, rng):
+    """without a mask, divides the scores by sqrt(d) (d = 16)"""
+    inputs, query = 2 * _normal(rng, 6, 16), _normal(rng, 16)
+    _same_pooling(student, oracle, (inputs, query),
+                  "the scores are inputs . query / sqrt(d), with d the size of the last axis: "
+                  "the scaled dot product of exercise 2.")
+
+
+@check("attention_pooling", points=1)
+def test_attention_pooling_masked_positions_get_nothing(student, oracle, rng):
+    """masked positions get weight exactly 0, however large their score; the other weights sum to 1"""
+    inputs, query = _normal(rng, 4, 6, 3), np.ones(3, np.float32)
+    mask = _random_mask(rng, 4, 6, p_allowed=0.5)
+    mask[:, 0] = True
+    inputs[~mask] = 50.0                                                 # a tempting score behind the mask
+    pooled, weights = _same_pooling(student, oracle, (inputs, query, mask),
+                                    "mask the scores before the softmax: True in the mask means "
+                                    "'this position counts'.")
+    _rows_sum_to_one(weights, np.ones(4, bool))

@@ -1,4 +1,4 @@
-"""Chapter 02 (principles): the NumPy reference for its nine exercises.
+"""Chapter 02 (principles): the NumPy reference for its thirteen exercises.
 
 Each function follows `../shared/CONTRACT.md` word for word:
 - queries `(..., n_q, d_k)`, keys `(..., n_k, d_k)`, values `(..., n_k, d_v)`, scores and weights
@@ -23,6 +23,11 @@ __all__ = [
     "causal_mask",
     "tree_mask",
     "scaled_dot_product_attention",
+    # the second edition's exercises, which combine the pieces above
+    "segment_mask",
+    "decoder_masks",
+    "bahdanau_step",
+    "attention_pooling",
 ]
 
 
@@ -138,3 +143,81 @@ def scaled_dot_product_attention(queries, keys, values, mask=None) -> tuple[np.n
     weights = _masked_softmax(_scaled_dot_product_scores(queries, keys), mask)   # (..., n_q, n_k)
     output = np.matmul(weights, _f64(values))                          # (..., n_q, d_v)
     return output.astype(np.float32), weights.astype(np.float32)
+
+
+# --- the second edition: exercises that combine the pieces ------------------------------------------
+# Written from the contract's sentences, index by index where that is clearest, not from the
+# masters' vectorised code.
+
+def segment_mask(segment_ids) -> np.ndarray:
+    """Packed sequences: `segment_ids (..., n)` int -> bool `(..., n, n)`.
+
+    `mask[..., i, j]` is True iff `segment_ids[..., i] == segment_ids[..., j] >= 0`; a negative id
+    marks padding, which attends to nothing and is attended to by nothing.
+    """
+    ids = np.asarray(segment_ids)
+    n = ids.shape[-1]
+    flat = ids.reshape(-1, n)                                          # (batch, n), batch = prod(...)
+    allowed = np.zeros((flat.shape[0], n, n), dtype=bool)
+    for b in range(flat.shape[0]):
+        for i in range(n):
+            for j in range(n):
+                allowed[b, i, j] = flat[b, i] == flat[b, j] and flat[b, j] >= 0
+    return allowed.reshape(ids.shape + (n,))
+
+
+def decoder_masks(tgt_valid_lens, src_valid_lens, n_tgt: int, n_src: int) -> tuple[np.ndarray, np.ndarray]:
+    """The two masks of a decoder layer, full shapes, bool.
+
+    `self_mask (batch, n_tgt, n_tgt)`: `[b, i, j] = j <= i and j < tgt_valid_lens[b]`;
+    `cross_mask (batch, n_tgt, n_src)`: `[b, i, j] = j < src_valid_lens[b]`.
+    """
+    tgt = [int(n) for n in np.asarray(tgt_valid_lens).reshape(-1)]
+    src = [int(n) for n in np.asarray(src_valid_lens).reshape(-1)]
+    if len(tgt) != len(src):
+        raise ValueError(f"{len(tgt)} target lengths but {len(src)} source lengths")
+    self_mask = np.zeros((len(tgt), n_tgt, n_tgt), dtype=bool)
+    cross_mask = np.zeros((len(src), n_tgt, n_src), dtype=bool)
+    for b in range(len(tgt)):
+        for i in range(n_tgt):
+            for j in range(n_tgt):
+                self_mask[b, i, j] = j <= i and j < tgt[b]
+            for j in range(n_src):
+                cross_mask[b, i, j] = j < src[b]
+    return self_mask, cross_mask
+
+
+def bahdanau_step(state, encoder_outputs, W_q, W_k, w_v, valid_lens=None) -> tuple[np.ndarray, np.ndarray]:
+    """One decoder step of sequential (Bahdanau) attention.
+
+    `state (batch, d_q)`, `encoder_outputs (batch, n, d_k)` (keys and values at once), `W_q (d_q, h)`,
+    `W_k (d_k, h)`, `w_v (h,)`, `valid_lens (batch,)` or None -> `(context (batch, d_k), weights
+    (batch, n))`: additive scores, a softmax over the first `valid_lens[b]` positions (all zeros when
+    that is 0), and the weighted sum of the encoder outputs.
+    """
+    state, outputs = _f64(state), _f64(encoder_outputs)
+    batch, n, _ = outputs.shape
+    projected_state = state @ _f64(W_q)                                # (batch, h)
+    projected_outputs = outputs @ _f64(W_k)                           # (batch, n, h)
+    hidden = np.tanh(projected_state[:, None, :] + projected_outputs)  # (batch, n, h)
+    scores = hidden @ _f64(w_v)                                        # (batch, n)
+    lens = np.full(batch, n) if valid_lens is None else np.asarray(valid_lens).reshape(-1)
+    allowed = np.arange(n)[None, :] < lens[:, None]                    # (batch, n)
+    weights = _masked_softmax(scores, allowed)                         # (batch, n)
+    context = np.einsum("bn,bnd->bd", weights, outputs)                # (batch, d_k)
+    return context.astype(np.float32), weights.astype(np.float32)
+
+
+def attention_pooling(inputs, query, mask=None) -> tuple[np.ndarray, np.ndarray]:
+    """Parallel attention: pool `inputs (..., n, d)` with one learned `query (d,)`.
+
+    Scores `inputs . query / sqrt(d)`, a masked softmax over the n positions (`mask (..., n)`,
+    True = may attend), and the weighted sum -> `(pooled (..., d), weights (..., n))`. A row whose
+    positions are all masked pools to zeros.
+    """
+    inputs, query = _f64(inputs), _f64(query)
+    d = inputs.shape[-1]
+    scores = (inputs @ query) / np.sqrt(d)                             # (..., n)
+    weights = _masked_softmax(scores, mask)                            # (..., n)
+    pooled = (weights[..., :, None] * inputs).sum(axis=-2)             # (..., d)
+    return pooled.astype(np.float32), weights.astype(np.float32)
