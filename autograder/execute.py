@@ -1,14 +1,17 @@
 """The execute stage: run a submission's code in the untrusted sandbox, and call its functions.
 
-Trusted side only. A `Sandbox` is one resident worker per framework (see sandbox/worker.py),
-started under bubblewrap where it works:
-- the sandbox sees the Python installation and a copy of `autograder/sandbox/`, nothing else
-  (no solutions, no checks, no other submissions), has no network and its own PID namespace,
-  and runs as `nobody`;
-- a cgroup (where the machine lets us make one) caps its memory and process count, so a memory
-  bomb or a fork bomb is killed without touching the machine.
-Without bubblewrap it falls back to the same worker with rlimits and process-tree kills, and says
-so: `Sandbox.isolation` is then "rlimits only".
+Trusted side only. A `Sandbox` is one resident worker per framework (see sandbox/worker.py), at
+one of the isolation levels of autograder/isolation.py:
+- "bubblewrap": the sandbox sees the Python installation and a copy of `autograder/sandbox/`,
+  nothing else (no solutions, no checks, no other submissions), read-only except /tmp and
+  /dev/shm (emptied after each submission), has no network and its own PID namespace, and runs
+  as `nobody`;
+- "uid-drop": the worker runs as root outside any namespace; each submission's child drops to the
+  worker's own unprivileged uid (isolation.DroppedUid), and the grader's files are closed to it;
+- "none": the worker and the submission run as the grader's own user.
+In every level a cgroup (where the machine lets us make one) caps the worker's memory and process
+count, so a memory bomb or a fork bomb is killed without touching the machine; stale cgroups of
+dead graders are removed when the first one is made.
 
 A `Runner` runs one submission: its cells in order in a fresh child, then calls on demand. When
 the child dies or hangs, the runner starts a new child, replays the cells that had run, and the
@@ -17,10 +20,12 @@ failure costs only the cell or call that caused it.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import itertools
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -32,7 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from autograder.sandbox import convert, protocol
+from autograder.sandbox import convert, protocol, tracer
+from autograder import isolation
+from autograder.sandbox import confine
 
 SANDBOX_SRC = Path(__file__).parent / "sandbox"
 BOOT = ("import sys; sys.path.insert(0, '/opt/grader'); from autograder.sandbox.worker import serve;"
@@ -40,7 +47,8 @@ BOOT = ("import sys; sys.path.insert(0, '/opt/grader'); from autograder.sandbox.
 STUB_INIT = '"""The grader\'s view of the package: check() does nothing in a graded run."""\n' \
             "def check(*args, **kwargs):\n    return None\n" \
             "def checker(*args, **kwargs):\n    return check\n"   # the setup cell's binding
-ISOLATED, REDUCED = "bubblewrap", "rlimits only"
+ISOLATED, UID_DROP, NONE = isolation.BUBBLEWRAP, isolation.UID_DROP, isolation.NONE
+PR_SET_PDEATHSIG = 1
 _ids = itertools.count()
 
 
@@ -67,17 +75,7 @@ class Died(Exception):
 
 
 @lru_cache(maxsize=1)
-def bwrap_works() -> bool:
-    exe = shutil.which("bwrap")
-    if not exe:
-        return False
-    probe = subprocess.run([exe, *_bwrap_args(_grader_lib()), sys.executable, "-I", "-c", "pass"],
-                           capture_output=True, timeout=60)
-    return probe.returncode == 0
-
-
-@lru_cache(maxsize=1)
-def _grader_lib() -> str:
+def grader_lib() -> str:
     """A private copy of the sandbox package: the only grader code the sandbox can see."""
     root = Path(tempfile.mkdtemp(prefix="autograder-lib-"))
     atexit.register(shutil.rmtree, root, ignore_errors=True)
@@ -88,20 +86,61 @@ def _grader_lib() -> str:
     return str(root)
 
 
-def _bwrap_args(lib: str) -> list[str]:
+def bwrap_args(lib: str) -> list[str]:
+    # /tmp and /dev/shm are the only writable places; the worker empties them after each
+    # submission. Everything else is read-only, "/" and /dev included, so nothing planted there
+    # reaches the next submission.
     args = ["--unshare-all", "--uid", "65534", "--gid", "65534", "--die-with-parent",
-            "--new-session", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+            "--new-session", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm", "--tmpfs", "/tmp",
             "--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "PATH", "/usr/bin:/bin",
             "--setenv", "TF_CPP_MIN_LOG_LEVEL", "3", "--setenv", "MPLBACKEND", "Agg",
             "--setenv", "OMP_NUM_THREADS", "1", "--setenv", "AUTOGRADER_PID_NAMESPACE", "1",
-            "--chdir", "/tmp"]
+            "--setenv", "AUTOGRADER_ISOLATION", ISOLATED, "--chdir", "/tmp"]
     system = ["/usr", "/lib", "/lib64", "/bin", "/etc/ld.so.cache", "/etc/ld.so.conf",
               "/etc/ld.so.conf.d", "/etc/alternatives", "/etc/localtime", "/etc/passwd", "/etc/group"]
     python = {sys.base_prefix, sys.prefix, str(Path(os.path.realpath(sys.executable)).parent.parent)}
     for path in system + sorted(python):
         if os.path.exists(path):
             args += ["--ro-bind", path, path]
-    return args + ["--ro-bind", lib, "/opt/grader"]
+    return args + ["--ro-bind", lib, "/opt/grader", "--remount-ro", "/dev", "--remount-ro", "/"]
+
+
+CGROUP_ROOTS = (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup/pids"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+@lru_cache(maxsize=1)
+def remove_stale_cgroups() -> list[str]:
+    """cgroups `autograder-PID-N` of graders that died (killed, crashed): kill what is left in
+    them, then remove them. Once per process, before it makes its own."""
+    removed = []
+    for root in CGROUP_ROOTS:
+        for folder in root.glob("autograder-*-*"):
+            try:
+                pid = int(folder.name.split("-")[1])
+            except ValueError:
+                continue
+            if _alive(pid) or not folder.is_dir():
+                continue
+            for _ in range(50):
+                try:
+                    for line in (folder / "cgroup.procs").read_text().split():
+                        os.kill(int(line), signal.SIGKILL)
+                    folder.rmdir()
+                    removed.append(str(folder))
+                    break
+                except (OSError, ValueError):
+                    time.sleep(0.02)
+    return removed
 
 
 class _Cgroup:
@@ -109,6 +148,7 @@ class _Cgroup:
 
     def __init__(self, limits: Limits):
         self.dirs: list[Path] = []
+        remove_stale_cgroups()
         name = f"autograder-{os.getpid()}-{next(_ids)}"
         v1 = {"memory": ("memory.limit_in_bytes", limits.memory_bytes),
               "pids": ("pids.max", limits.max_processes + 8)}
@@ -153,34 +193,67 @@ class _Cgroup:
                 pass
 
 
-class Sandbox:
-    """One resident worker for one framework."""
+def _worker_preexec(cgroup: _Cgroup):
+    def preexec() -> None:   # in the child between fork and exec
+        cgroup.enter()
+        # The worker dies with the grader even outside bubblewrap (--die-with-parent there).
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    return preexec
 
-    def __init__(self, framework: str, limits: Limits | None = None, require_isolation: bool = False):
+
+class Sandbox:
+    """One resident worker for one framework, at an isolation level (isolation.choose() if None).
+
+    `protected`: folders the submissions must not read under "uid-drop" besides the grader's
+    own (isolation.grader_paths()): the submissions' folders and the output folder."""
+
+    def __init__(self, framework: str, limits: Limits | None = None, level: str | None = None,
+                 protected: list[Path] = ()):
         self.framework = framework
         self.limits = limits or Limits()
-        self.isolation = ISOLATED if bwrap_works() else REDUCED
-        if require_isolation and self.isolation != ISOLATED:
-            raise SandboxError("bubblewrap is not available here, and --require-sandbox was given")
+        try:
+            self.isolation = level or isolation.choose()
+        except isolation.Unavailable as exc:
+            raise SandboxError(str(exc)) from None
         self.proc = None
+        self.restarts = 0
+        self.uid = None
         self._scratch = None
+        self._protected: list[str] = []
+        if self.isolation == UID_DROP:
+            problem = isolation.uid_drop_problem()
+            if problem:
+                raise SandboxError(problem)
+            self._protected = isolation.protect(list(protected))
+            try:
+                self.uid = isolation.DroppedUid()
+            except isolation.Unavailable as exc:
+                raise SandboxError(str(exc)) from None
         self._start()
+
+    def _command(self, fd: int) -> tuple[list[str], str | None, dict]:
+        lib = grader_lib()
+        worker = [sys.executable, "-I", "-c", BOOT, self.framework, str(fd)]
+        env = {"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg",
+               "OMP_NUM_THREADS": "1", "AUTOGRADER_ISOLATION": self.isolation}
+        if self.isolation == ISOLATED:
+            return ["bwrap", *bwrap_args(lib), *worker], None, env
+        self._scratch = self._scratch or tempfile.mkdtemp(prefix="autograder-run-")
+        env["HOME"] = self._scratch
+        if self.uid is not None:
+            env.update(AUTOGRADER_UID=str(self.uid.uid), AUTOGRADER_GID=str(self.uid.gid),
+                       AUTOGRADER_SCRATCH=self.uid.scratch,
+                       AUTOGRADER_PROTECTED=json.dumps(self._protected))
+        return [*worker[:3], BOOT.replace("/opt/grader", lib), *worker[4:]], self._scratch, env
 
     def _start(self) -> None:
         self.cgroup = _Cgroup(self.limits)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        lib = _grader_lib()
-        worker = [sys.executable, "-I", "-c", BOOT, self.framework, str(theirs.fileno())]
-        if self.isolation == ISOLATED:
-            cmd, cwd = ["bwrap", *_bwrap_args(lib), *worker], None
-        else:
-            cmd = [*worker[:3], BOOT.replace("/opt/grader", lib), *worker[4:]]
-            cwd = self._scratch = tempfile.mkdtemp(prefix="autograder-run-")
+        cmd, cwd, env = self._command(theirs.fileno())
         self.proc = subprocess.Popen(
             cmd, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, cwd=cwd, start_new_session=True, preexec_fn=self.cgroup.enter,
-            env={"PATH": "/usr/bin:/bin", "HOME": cwd or "/tmp", "TF_CPP_MIN_LOG_LEVEL": "3",
-                 "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"})
+            stderr=subprocess.DEVNULL, cwd=cwd, start_new_session=True,
+            preexec_fn=_worker_preexec(self.cgroup), env=env)
         theirs.close()
         self.ctrl = ours
         self.ctrl.settimeout(180)
@@ -191,9 +264,15 @@ class Sandbox:
         if ready.get("op") != "ready":
             self.close()
             raise SandboxError(f"the {self.framework} worker did not start")
+        if ready.get("confined") != "ok":
+            self.close()
+            raise SandboxError(f"isolation {self.isolation} does not hold here, refusing to grade: "
+                               f"{str(ready.get('confined'))[:500]}")
+        self.baseline = ready.get("health")
 
     def restart(self) -> None:
-        self.close()
+        self.restarts += 1
+        self._stop()
         self._start()
 
     def open_session(self, op: dict) -> socket.socket:
@@ -209,20 +288,23 @@ class Sandbox:
         return ours
 
     def end_session(self, grace: bool) -> str:
-        """Kill the child and all it started; say how it ended."""
+        """Kill the child and all it started; say how it ended. A worker that the submission may
+        have altered (its health differs from when it started) is replaced before the next one."""
         ooms = self._ooms_at_open
         try:
             self.ctrl.settimeout(30)
             self.ctrl.send(json.dumps({"op": "end", "grace_steps": 50 if grace else 0}).encode())
             reply = json.loads(self.ctrl.recv(1 << 16) or b"{}")
-            if self.cgroup.oom_kills() > ooms:
-                return f"was killed: it used more than the {self.limits.memory_bytes / 2**30:g} GiB memory limit"
-            return reply.get("how", "ended")
         except (OSError, ValueError):
             self.restart()   # the worker itself died (e.g. chosen by the OOM killer)
             return "the process was killed (out of memory?)"
+        if reply.get("health") != self.baseline:
+            self.restart()
+        if self.cgroup.oom_kills() > ooms:
+            return f"was killed: it used more than the {self.limits.memory_bytes / 2**30:g} GiB memory limit"
+        return reply.get("how", "ended")
 
-    def close(self) -> None:
+    def _stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, 9)
@@ -233,9 +315,18 @@ class Sandbox:
             self.ctrl.close()
         except AttributeError:
             pass
+        if self.uid is not None:   # the worker may have died before it killed the submission
+            self.uid.clean()
         self.cgroup.remove()
+
+    def close(self) -> None:
+        self._stop()
+        if self.uid is not None:
+            self.uid.release()
+            self.uid = None
         if self._scratch:
             shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
 
 # ------------------------------------------------------------------------------- a submission
