@@ -25,7 +25,7 @@ from pathlib import Path
 
 import nbformat
 
-from autograder import notebooks
+from autograder import chapters, notebooks
 
 BEGIN = "# BEGIN SOLUTION"
 END = "# END SOLUTION"
@@ -84,6 +84,16 @@ def _check_course(nb, chapter: str, framework: str) -> None:
                           f"{{'chapter': {chapter!r}, 'framework': {framework!r}}}")
 
 
+def _check_binding(nb, chapter: str, framework: str) -> None:
+    """`check` is bound to the assignment in a code cell (autograder.checker: nothing guessed)."""
+    want = chapters.chapter(chapter).binding(framework)
+    for cell in nb.cells:
+        code = [line.split("#", 1)[0].strip() for line in cell.source.split("\n")] if cell.cell_type == "code" else []
+        if all(line in code for line in want.split("\n")):
+            return
+    raise AssignError(f"no code cell binds check to this assignment; the setup cell needs:\n{want}")
+
+
 def student_view(master, chapter: str, framework: str):
     """The student notebook generated from a master notebook (the master is not modified)."""
     _check_course(master, chapter, framework)
@@ -119,7 +129,9 @@ def generate(chapter: str, framework: str) -> str:
     """The student view of one assignment, as file text."""
     path = notebooks.master_path(chapter, framework)
     try:
-        return render(student_view(notebooks.read(path), chapter, framework))
+        master = notebooks.read(path)
+        _check_binding(master, chapter, framework)
+        return render(student_view(master, chapter, framework))
     except AssignError as exc:
         raise AssignError(f"{path.relative_to(notebooks.REPO_ROOT)}: {exc}") from None
 

@@ -89,3 +89,21 @@ def test_a_record_in_another_order_or_with_an_unknown_exercise_is_caught(record)
 def test_a_record_without_exercises_for_a_chapter_that_has_masters_is_caught():
     record = chapters_with_exercises()[0]
     assert any("lists no exercises" in p for p in dataclasses.replace(record, exercises=()).audit())
+
+
+@pytest.mark.parametrize("record", chapters_with_exercises(), ids=lambda c: c.slug)
+def test_assign_refuses_a_master_whose_check_is_not_bound_to_its_assignment(record):
+    from autograder import assign, notebooks
+
+    master = notebooks.read(record.master_path("torch"))
+    assign.generate(record.slug, "torch")                 # the real master is bound
+    setup = next(c for c in master.cells if c.cell_type == "code" and "autograder.checker(" in c.source)
+    bound = setup.source
+    for unbound in ("from autograder import check",
+                    bound.replace(f'"{record.slug}"', '"01_background"'),
+                    bound.replace('"torch"', '"tf"')):
+        setup.source = unbound
+        with pytest.raises(assign.AssignError, match="binds check to this assignment"):
+            assign._check_binding(master, record.slug, "torch")
+    setup.source = bound
+    assign._check_binding(master, record.slug, "torch")
