@@ -522,7 +522,7 @@ def test_segment_mask_leading_dims(student, oracle, rng):
     got = student.segment_mask(ids)
     assert_shape(got, (2, 3, 5, 5), what="mask")
     _same_or_hint(got, oracle.segment_mask(ids), "mask",
-                  "use ids[..., :, None] and ids[..., None, :] so that every leading dimension is kept.")
+                  "compare along the last axis only, so that every leading dimension is kept.")
 
 
 @check("segment_mask", points=1)
@@ -545,8 +545,8 @@ def _same_decoder_masks(student, oracle, tgt, src, n_tgt, n_src, hint, what=DECO
 def test_decoder_masks_worked_example(student, oracle, rng):
     """matches the worked example: decoder_masks([2, 3], [1, 2], 3, 2)"""
     _same_decoder_masks(student, oracle, np.array([2, 3]), np.array([1, 2]), 3, 2,
-                        "self_mask = causal_mask(n_tgt) & padding_mask(tgt_valid_lens, n_tgt); cross_mask "
-                        "is padding_mask(src_valid_lens, n_src) repeated for every target token.",
+                        "the self mask is causal and hides the padded target keys; the cross mask hides "
+                        "the padded source keys, the same way for every target token.",
                         what=tuple(f"{name} of decoder_masks([2, 3], [1, 2], 3, 2)" for name in DECODER_OUT))
 
 
@@ -599,9 +599,9 @@ def test_decoder_masks_random(student, oracle, rng):
 # --- bahdanau_step -------------------------------------------------------------------------------
 
 BAHDANAU_OUT = ("context", "weights")
-BAHDANAU_HINT = ("scores = additive_scores(state[:, None, :], encoder_outputs, W_q, W_k, w_v) are (batch, 1, n); "
-                 "masked_softmax over the last axis with padding_mask(valid_lens, n); then weights @ "
-                 "encoder_outputs, and drop the axis of size 1 from both results.")
+BAHDANAU_HINT = ("additive scores of the state (with a query axis of size 1) against every encoder output, "
+                 "a softmax over the n positions that leaves out those at or after valid_lens[b], then "
+                 "the weighted sum of the encoder outputs; drop the axis of size 1 from both results.")
 
 
 def _bahdanau_example():
@@ -627,8 +627,8 @@ def test_bahdanau_step_worked_example(student, oracle, rng):
     args = _bahdanau_example()
     _same_bahdanau(student, oracle, args)
     _same_bahdanau(student, oracle, (*args, np.array([2])),
-                   "with valid_lens = [2] only the first 2 positions share the weight: mask the scores "
-                   "with padding_mask(valid_lens, n) before the softmax.")
+                   "with valid_lens = [2] only the first 2 positions share the weight: mask the padded "
+                   "positions before the softmax, as exercise 6's mask does.")
 
 
 @check("bahdanau_step", points=1, public=True)
@@ -693,8 +693,8 @@ def test_bahdanau_step_random(student, oracle, rng):
 
 POOLING_OUT = ("pooled", "weights")
 POOLING_HINT = ("scores are inputs . query / sqrt(d), a masked softmax over the n positions, then the "
-                "weighted sum of the inputs: scaled_dot_product_attention(query[None, :], inputs, inputs, "
-                "mask[..., None, :]) with the axis of size 1 removed.")
+                "weighted sum of the inputs: scaled dot-product attention with a single query, shared by "
+                "every sequence.")
 
 
 def _same_pooling(student, oracle, args, hint=POOLING_HINT):
