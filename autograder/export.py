@@ -17,8 +17,16 @@ submitted notebook whose metadata names this chapter, grades it with `python -m 
 and copies the single results.json into place. Every failure on the way still ends in a valid
 results.json that tells the student what happened.
 
+Isolation inside Gradescope: the grader uses bubblewrap if the container lets it create namespaces;
+Gradescope's Docker containers usually do not (Docker's default seccomp profile refuses them), and
+run_autograder runs as root, so the grader then uses its second layer ("uid-drop", see
+autograder/isolation.py): the submission runs as an unprivileged uid with no network, and
+/autograder/source (grader, checks, masters), the submission folder and the output are closed to it.
+It never grades without isolation there: without either layer the student gets an explanation.
+
 For tests, AUTOGRADER_ROOT replaces /autograder, AUTOGRADER_PYTHON the venv's python, and
-AUTOGRADER_GRADE_CMD the grade command (its arguments NOTEBOOK --out DIR are appended).
+AUTOGRADER_GRADE_CMD the grade command (its arguments NOTEBOOK --out DIR are appended);
+AUTOGRADER_NO_BWRAP=1 makes bubblewrap unavailable, as in most Gradescope containers.
 """
 from __future__ import annotations
 
@@ -54,8 +62,9 @@ VENV="$ROOT/venv"
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-# bubblewrap is the grader's sandbox; without it grading still works, with reduced isolation
-apt-get install -y -qq python3 python3-venv python3-pip bubblewrap
+# bubblewrap is the grader's sandbox where the container allows user namespaces; where it does not,
+# the grader (root) drops student code to an unprivileged uid behind a seccomp filter (libseccomp2).
+apt-get install -y -qq python3 python3-venv python3-pip bubblewrap libseccomp2
 
 python3 - <<'PY'
 import sys

@@ -96,6 +96,7 @@ def test_setup_installs_cpu_torch_pinned_and_the_package_editable(torch_zip):
     z = zipfile.ZipFile(torch_zip)
     setup = z.read("setup.sh").decode()
     assert "apt-get install" in setup and "bubblewrap" in setup and "python3-venv" in setup
+    assert "libseccomp2" in setup   # the uid-drop layer's network filter, where bubblewrap cannot run
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in setup
     assert '-r "$SOURCE/requirements.txt"' in setup and '-e "$SOURCE"' in setup
     requirements = z.read("requirements.txt").decode().splitlines()
