@@ -37,8 +37,9 @@ def front_matter(text: str) -> dict:
     return yaml.safe_load(match.group(1)) or {}
 
 
-def code_cells(text: str) -> list[tuple[int, list[str], str]]:
-    """(line number, tags, text before the cell since the previous cell) for each code-cell."""
+def parse_cells(text: str) -> list[dict]:
+    """Each code-cell as {line, options, source, between}: `between` is the text since the
+    previous cell (to tell adjacent twins from cells with prose between them)."""
     lines = text.splitlines()
     cells, gap_start, i = [], 0, 0
     while i < len(lines):
@@ -58,15 +59,26 @@ def code_cells(text: str) -> list[tuple[int, list[str], str]]:
             key, _, value = lines[i][1:].partition(":")
             options[key] = yaml.safe_load(value.strip())
             i += 1
+        body_start = i
         while i < len(lines) and not (
             lines[i].startswith(fence[0] * len(fence)) and lines[i].strip(fence[0]) == ""
         ):
             i += 1
-        tags = options.get("tags") or []
-        cells.append((start + 1, list(tags) if isinstance(tags, list) else [tags], between))
+        source = "\n".join(lines[body_start:i])
+        cells.append({"line": start + 1, "options": options, "source": source, "between": between})
         i += 1
         gap_start = i
     return cells
+
+
+def code_cells(text: str) -> list[tuple[int, list[str], str]]:
+    """(line number, tags, text before the cell since the previous cell) for each code-cell."""
+    result = []
+    for cell in parse_cells(text):
+        tags = cell["options"].get("tags") or []
+        result.append((cell["line"], list(tags) if isinstance(tags, list) else [tags],
+                       cell["between"]))
+    return result
 
 
 def twin_problems(cells) -> list[str]:
@@ -193,3 +205,118 @@ def test_tag_parser_reads_both_option_syntaxes():
     assert [tags for _, tags, _ in code_cells(yaml_block + cell("pytorch"))] == [
         ["raises-exception"], ["pytorch"],
     ]
+
+
+# --- pages that teach, exercises that assess (issue 8) -------------------------------------------
+import ast  # noqa: E402
+import json  # noqa: E402
+
+SETUP_IMPORT = "from book.pages import *"
+# The chapter-02 names of ../shared/CONTRACT.md, in case a master lags behind the contract.
+CONTRACT_EXERCISES = {
+    "02_principles": {
+        "dot_product_scores", "scaled_dot_product_scores", "additive_scores", "general_scores",
+        "masked_softmax", "padding_mask", "causal_mask", "tree_mask", "scaled_dot_product_attention",
+        "segment_mask", "decoder_masks", "bahdanau_step", "attention_pooling",
+    },
+}
+TAUGHT_CHAPTERS = ["02_principles"]   # chapters written to the second edition's page rules
+TAUGHT_PAGES = [page for slug in TAUGHT_CHAPTERS for page in sorted((CHAPTERS / slug).glob("*.md"))]
+
+
+def exercise_names(slug: str) -> set[str]:
+    """The exercises of a chapter: those its masters declare, and those the contract lists."""
+    names = set(CONTRACT_EXERCISES.get(slug, set()))
+    for master in (ROOT / "solutions" / slug).glob("exercises_*.ipynb"):
+        for cell in json.loads(master.read_text(encoding="utf-8"))["cells"]:
+            name = cell.get("metadata", {}).get("course", {}).get("exercise")
+            if name:
+                names.add(name)
+    return names
+
+
+def bound_names(source: str) -> set[str]:
+    """Every name a cell binds: def, class, assignment targets, imports, loop variables."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.alias):
+            names.add(node.asname or node.name.split(".")[0])
+    return names
+
+
+def shared_helpers() -> set[str]:
+    """The functions book/pages.py defines: a page that defines one again is copying it."""
+    tree = ast.parse((ROOT / "book" / "pages.py").read_text(encoding="utf-8"))
+    return {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+
+
+def graded_names_on_page(page: Path) -> list[str]:
+    forbidden = exercise_names(page.parent.name)
+    return [f"line {cell['line']}: {name}"
+            for cell in parse_cells(page.read_text(encoding="utf-8"))
+            for name in sorted(bound_names(cell["source"]) & forbidden)]
+
+
+@pytest.mark.parametrize("page", TAUGHT_PAGES, ids=rel)
+def test_page_defines_no_graded_function(page):
+    """A page shows a special case or a built-in; a function under an exercise's name is a
+    solution handed out (tests/test_assessment.py measures what the pages would earn)."""
+    assert graded_names_on_page(page) == []
+
+
+@pytest.mark.parametrize("page", TAUGHT_PAGES, ids=rel)
+def test_first_code_cell_imports_the_shared_setup(page):
+    cells = parse_cells(page.read_text(encoding="utf-8"))
+    if cells:
+        assert cells[0]["source"].strip() == SETUP_IMPORT
+
+
+@pytest.mark.parametrize("page", TAUGHT_PAGES, ids=rel)
+def test_page_repeats_no_setup_or_plotting_helper(page):
+    helpers = shared_helpers()
+    found = [f"line {cell['line']}: {problem}"
+             for cell in parse_cells(page.read_text(encoding="utf-8"))
+             for problem in sorted(bound_names(cell["source"]) & helpers)
+             + (["os.environ"] if "os.environ" in cell["source"] else [])
+             + (["keep_frameworks_apart"] if "keep_frameworks_apart" in cell["source"] else [])]
+    assert found == []
+
+
+@pytest.mark.parametrize("page", TAUGHT_PAGES, ids=rel)
+def test_every_plot_has_a_caption(page):
+    uncaptioned = [f"line {cell['line']}"
+                   for cell in parse_cells(page.read_text(encoding="utf-8"))
+                   if "plt.show()" in cell["source"]
+                   and not (cell["options"].get("mystnb") or {}).get("figure", {}).get("caption")]
+    assert uncaptioned == []
+
+
+@pytest.mark.parametrize("page", TAUGHT_PAGES, ids=rel)
+def test_page_opens_with_goals_and_ends_with_what_to_remember(page):
+    text = page.read_text(encoding="utf-8")
+    first_section = text.find("\n## ")
+    assert "After this page you can" in text[:first_section], "no goals before the first section"
+    assert "\n## What to remember" in text
+
+
+@pytest.mark.parametrize("page", TAUGHT_PAGES, ids=rel)
+def test_figures_are_committed_svgs(page):
+    paths = re.findall(r"^```\{figure\}\s+(\S+)", page.read_text(encoding="utf-8"), re.MULTILINE)
+    wrong = [p for p in paths if not (p.endswith(".svg") and (page.parent / p).is_file())]
+    assert wrong == []
+
+
+def test_graded_name_checker_catches_a_solution(tmp_path):
+    page = tmp_path / "02_principles" / "p.md"
+    page.parent.mkdir()
+    page.write_text(cell("pytorch", "def masked_softmax(s, m=None):\n    return s")
+                    + cell("tensorflow", "causal_mask = lambda n: n") + cell("", "x = 1"))
+    assert graded_names_on_page(page) == ["line 1: masked_softmax", "line 6: causal_mask"]
