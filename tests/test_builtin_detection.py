@@ -170,8 +170,10 @@ def _softmax(scores, mask):
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     return torch.nan_to_num(F.softmax(scores, dim=-1))
+from torch.nn.attention.bias import causal_lower_right   # torch reads the wrapped ops' _schema
 q = torch.randn(2, 3, 4)
 reference = F.scaled_dot_product_attention(q, q, q)   # comparing with the built-in is fine here
+reference = F.scaled_dot_product_attention(q, q, q, attn_mask=causal_lower_right(3, 3))
 """, """\
 def scaled_dot_product_attention(queries, keys, values, mask=None):
     scores = torch.matmul(queries, keys.transpose(-2, -1)) / keys.shape[-1] ** 0.5
@@ -238,6 +240,8 @@ def test_honest_code_keeps_full_marks(sandboxes, tmp_path, name):
     result, checks = graded(sandboxes, tmp_path, name, framework, helper, exercise)
     assert not result.builtins, result.builtins
     assert all(c.passed for c in checks), [(c.name, c.output[:300]) for c in checks if not c.passed]
+    ran = [c for c in result.checks if c.exercise == "notebook"]
+    assert ran and all(c.passed for c in ran), [c.output[:500] for c in ran]   # the tracer broke no cell
 
 
 def test_the_instructor_hears_what_the_scan_cannot_settle(sandboxes, tmp_path):

@@ -160,12 +160,15 @@ def _traced(func, shown: str):
 
 
 class _TracedPacket:
-    """`torch.ops.aten.<op>`: reports a call of the op or of any of its overloads (`.default`)."""
+    """`torch.ops.aten.<op>` and its overloads (`.default`): reports a call, and otherwise looks
+    like the original. Torch's own code reads an overload's `_schema`, `name()` and the like (the
+    import of `torch.nn.attention.bias` does), so attributes pass through and only overloads,
+    themselves packets, are wrapped again, once each."""
 
-    __slots__ = ("_number", "_shown")
+    __slots__ = ("_number", "_shown", "_overloads")
 
     def __init__(self, packet, shown: str):
-        self._number, self._shown = len(_ORIGINALS), shown
+        self._number, self._shown, self._overloads = len(_ORIGINALS), shown, {}
         _ORIGINALS.append(packet)
 
     def __call__(self, *args, **kwargs):
@@ -174,7 +177,11 @@ class _TracedPacket:
 
     def __getattr__(self, attr: str):
         value = getattr(_ORIGINALS[self._number], attr)
-        return _traced(value, self._shown) if callable(value) else value
+        if type(value).__name__ != "OpOverload":
+            return value
+        if attr not in self._overloads:
+            self._overloads[attr] = _TracedPacket(value, self._shown)
+        return self._overloads[attr]
 
 
 def _patch_class(cls: type, shown: str) -> None:
