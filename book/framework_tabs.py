@@ -2,11 +2,11 @@
 
 Jupyter Book v1 cannot nest a code-cell inside a tab directive (jupyter-book#1178), so pages
 write the twins as adjacent tagged cells and this extension regroups them after myst-nb has
-executed and rendered them:
+executed and rendered them, into sphinx-design's synced tabs (sync group `framework`):
 
-    [pytorch cell(s)] [tensorflow cell(s)]   ->   framework_tabs
-                                                    framework_tab_panel "PyTorch"    (cells)
-                                                    framework_tab_panel "TensorFlow" (cells)
+    [pytorch cell(s)] [tensorflow cell(s)]   ->   tab-set
+                                                    tab-item "PyTorch"    (cells)   sync id pytorch
+                                                    tab-item "TensorFlow" (cells)   sync id tensorflow
 
 Grouping rules, applied to each run of adjacent tagged cells:
 - the run splits into blocks of one framework; blocks pair up in order ((1st, 2nd), (3rd, 4th), ...),
@@ -16,18 +16,16 @@ Grouping rules, applied to each run of adjacent tagged cells:
 Untagged cells are never touched. A page with such a problem is re-read on every build, so its
 warning (and the failure under `-W`) comes back until the page is fixed.
 
+sphinx-design renders the tabs (CSS radio buttons: they switch without JavaScript) and its
+design-tabs.js selects the reader's framework in every tab set and remembers it in localStorage.
+
 Before myst-nb executes a page, `announce_cell_tags` tells the kernel which cells are which
 framework (see book/kernel.py): the kernel sees only a cell's code, never its tags.
-
-The HTML is usable without JavaScript: both panels are shown, each under its framework's name.
-`_static/framework_tabs.js` turns them into tabs, syncs every tab set on the page and remembers the
-reader's choice in localStorage; `_static/framework_tabs.css` styles both states.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from docutils import nodes
@@ -35,6 +33,7 @@ from sphinx.application import Sphinx
 from sphinx.environment import BuildEnvironment
 from sphinx.transforms import SphinxTransform
 from sphinx.util import logging
+from sphinx_design.shared import create_component
 
 from book.kernel import CELLS_VARIABLE, describe_cells
 
@@ -42,17 +41,9 @@ logger = logging.getLogger(__name__)
 
 # tag -> tab label; the order is the tab order, so PyTorch comes first whichever cell came first.
 FRAMEWORKS = {"pytorch": "PyTorch", "tensorflow": "TensorFlow"}
-STATIC_DIR = Path(__file__).parent / "_static"
+SYNC_GROUP = "framework"  # sphinx-design syncs (and stores) the choice per group: one for the book
 ENV_KEY = "framework_tabs_problems"  # docname -> [(line, message)], kept in the pickled env
 Block = tuple[str, list[nodes.Node]]  # (framework, adjacent cells tagged with it)
-
-
-class framework_tabs(nodes.General, nodes.Element):
-    """One tab set: a framework_tab_panel child per framework."""
-
-
-class framework_tab_panel(nodes.General, nodes.Element):
-    """The cells of one framework; attribute `framework` is a key of FRAMEWORKS."""
 
 
 def cell_framework(node: nodes.Node) -> str | None | bool:
@@ -92,19 +83,22 @@ def pair_blocks(run: list[Block]) -> tuple[list[tuple[Block, Block]], Block | No
     return pairs, lone
 
 
-def make_tab_set(blocks: tuple[Block, Block], set_id: str) -> framework_tabs:
-    tab_set = framework_tabs(set_id=set_id)
+def make_tab_set(blocks: tuple[Block, Block]) -> nodes.container:
+    """A sphinx-design tab set, built as its tab-set and tab-item directives build theirs."""
+    tab_set = create_component("tab-set", classes=["sd-tab-set", "framework-tabs"])
     for framework, cells in sorted(blocks, key=lambda block: list(FRAMEWORKS).index(block[0])):
-        panel = framework_tab_panel(framework=framework, set_id=set_id)
+        label = nodes.rubric("", FRAMEWORKS[framework], classes=["sd-tab-label"],
+                             sync_id=framework, sync_group=SYNC_GROUP)
+        content = create_component("tab-content", classes=["sd-tab-content"])
         for cell in cells:
             cell.parent.remove(cell)
-            panel += cell
-        tab_set += panel
+            content += cell
+        tab_set += create_component("tab-item", classes=["sd-tab-item"], children=[label, content])
     return tab_set
 
 
 class GroupFrameworkCells(SphinxTransform):
-    """Wrap each PyTorch/TensorFlow pair of cell blocks into a framework_tabs node."""
+    """Wrap each PyTorch/TensorFlow pair of cell blocks into a tab set."""
 
     # Runs at read time, after myst-nb's parser has produced the executed cells, so the grouped
     # doctree is what Sphinx pickles; mime-bundle selection happens later and finds the outputs
@@ -121,14 +115,12 @@ class GroupFrameworkCells(SphinxTransform):
             elif framework and not any(cell.parent is seen for seen in parents):
                 parents.append(cell.parent)
 
-        counter = 0
         for parent in parents:
             for run in split_into_blocks(list(parent.children)):
                 pairs, lone = pair_blocks(run)
                 for pair in pairs:
-                    counter += 1
                     position = parent.index(pair[0][1][0])
-                    parent.insert(position, make_tab_set(pair, set_id=f"framework-tabs-{counter}"))
+                    parent.insert(position, make_tab_set(pair))
                 if lone:
                     framework, cells = lone
                     twin = "tensorflow" if framework == "pytorch" else "pytorch"
@@ -165,54 +157,6 @@ def merge_info(app: Sphinx, env: BuildEnvironment, docnames: set[str], other: Bu
             mine[docname] = problems
 
 
-# --- HTML ------------------------------------------------------------------------------------
-# Without JS: the tab list is `hidden` and each panel shows its own caption, so both frameworks
-# are readable one after the other. The script unhides the tab list and hides inactive panels.
-
-
-def visit_tabs_html(self, node: framework_tabs) -> None:
-    set_id = node["set_id"]
-    self.body.append(f'<div class="framework-tabs" id="{set_id}">\n')
-    self.body.append(
-        '<div class="framework-tabs-list" role="tablist" aria-label="Framework" hidden>'
-    )
-    for index, panel in enumerate(node.children):
-        framework = panel["framework"]
-        selected = "true" if index == 0 else "false"
-        self.body.append(
-            f'<button type="button" role="tab" class="framework-tab" '
-            f'id="{set_id}-tab-{framework}" aria-controls="{set_id}-panel-{framework}" '
-            f'aria-selected="{selected}" tabindex="{0 if index == 0 else -1}" '
-            f'data-framework="{framework}">{FRAMEWORKS[framework]}</button>'
-        )
-    self.body.append("</div>\n")
-
-
-def depart_tabs_html(self, node: framework_tabs) -> None:
-    self.body.append("</div>\n")
-
-
-def visit_panel_html(self, node: framework_tab_panel) -> None:
-    set_id, framework = node["set_id"], node["framework"]
-    self.body.append(
-        f'<div class="framework-tab-panel" role="tabpanel" id="{set_id}-panel-{framework}" '
-        f'aria-labelledby="{set_id}-tab-{framework}" data-framework="{framework}">\n'
-        f'<p class="framework-tab-caption">{FRAMEWORKS[framework]}</p>\n'
-    )
-
-
-def depart_panel_html(self, node: framework_tab_panel) -> None:
-    self.body.append("</div>\n")
-
-
-def visit_plain(self, node: nodes.Element) -> None:
-    """Other builders (LaTeX, text, ...) just show the panels' cells in order."""
-
-
-def depart_plain(self, node: nodes.Element) -> None:
-    pass
-
-
 def announce_cell_tags(app: Sphinx, docname: str, source: list[str]) -> None:
     """Put the page's code cells and their framework tags where the kernel will find them.
 
@@ -230,24 +174,14 @@ def announce_cell_tags(app: Sphinx, docname: str, source: list[str]) -> None:
         os.environ[CELLS_VARIABLE] = describe_cells(reader.read(source[0]))
 
 
-def add_static_path(app: Sphinx, config) -> None:
-    # At config-inited, so the value is the same on every run and cached builds stay cached.
-    confdir = Path(app.confdir)
-    if all((confdir / entry).resolve() != STATIC_DIR.resolve() for entry in config.html_static_path):
-        config.html_static_path.append(str(STATIC_DIR))
-
-
 def setup(app: Sphinx) -> dict[str, Any]:
-    plain = (visit_plain, depart_plain)
-    other_builders = {name: plain for name in ("latex", "text", "man", "texinfo")}
-    app.add_node(framework_tabs, html=(visit_tabs_html, depart_tabs_html), **other_builders)
-    app.add_node(framework_tab_panel, html=(visit_panel_html, depart_panel_html), **other_builders)
+    app.setup_extension("sphinx_design")
     app.add_transform(GroupFrameworkCells)
-    app.connect("config-inited", add_static_path)
     app.connect("source-read", announce_cell_tags)
     app.connect("env-get-outdated", reread_pages_with_problems)
     app.connect("env-purge-doc", purge_doc)
     app.connect("env-merge-info", merge_info)
-    app.add_css_file("framework_tabs.css")
-    app.add_js_file("framework_tabs.js", defer="defer")
-    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
+    # env_version: doctrees pickled by 1.x hold its own tab nodes; a new version makes Sphinx
+    # re-read every page instead of failing to unpickle them (executed cells come from the cache).
+    return {"version": "2.0", "env_version": 2, "parallel_read_safe": True,
+            "parallel_write_safe": True}

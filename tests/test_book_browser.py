@@ -1,5 +1,8 @@
 """The built book (_build/html) as a reader's browser sees it: tabs, math, outputs, offline.
 
+Every page listed in _toc.yml is opened on a first visit (empty localStorage): no console error, no
+failed request, no broken image, and the diagrams its source embeds are shown.
+
 `make test` runs `make book` first. These tests read the existing build and fail, not skip, when
 it is missing: a suite that silently skips the book would pass without ever looking at it.
 
@@ -9,6 +12,7 @@ readers to third parties.
 """
 
 import functools
+import os
 import re
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -17,10 +21,13 @@ from urllib.parse import urlparse
 
 import pytest
 from playwright.sync_api import sync_playwright
+from sphinx_external_toc.parsing import parse_toc_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
-CHAPTER_02 = ["index", "scoring", "masking", "self_cross_multihead", "taxonomy", "summary"]
+# The book's pages in reading order, as Jupyter Book itself reads the toc (docnames, no suffix).
+PAGES = list(parse_toc_yaml(str(ROOT / "_toc.yml")).keys())
+FIGURES = sorted(ROOT.glob("chapters/*/figures/*.svg"))
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -43,11 +50,26 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
 
 def require_build() -> None:
-    if not (HTML / "chapters" / "02_principles" / "index.html").is_file():
-        pytest.fail(
-            f"{HTML.relative_to(ROOT)}/chapters/02_principles/index.html is missing: "
-            "run `make book` first (`make test` does)"
-        )
+    missing = [page for page in PAGES if not (HTML / f"{page}.html").is_file()]
+    if missing:
+        pytest.fail(f"{HTML.relative_to(ROOT)} lacks {missing}: run `make book` first (`make test` does)")
+
+
+def source_of(page: str) -> Path:
+    [path] = [path for path in ROOT.glob(f"{page}.*") if path.suffix in {".md", ".ipynb"}]
+    return path
+
+
+def figures_referenced(page: str) -> list[Path]:
+    """The committed figures (chapters/*/figures/*.svg) that the page's source names."""
+    source = source_of(page)
+    text = source.read_text(encoding="utf-8")
+    return [figure for figure in FIGURES
+            if re.search(rf"(?<![\w/.-]){re.escape(relpath(figure, source.parent))}\b", text)]
+
+
+def relpath(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(path, start)).as_posix()
 
 
 # --- static checks of the built files -----------------------------------------------------------
@@ -125,8 +147,23 @@ def server():
 
 
 @pytest.fixture(scope="module")
-def browser_context(server, tmp_path_factory):
+def browser():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def browse(server, browser):
+    """Open pages (docnames) in a fresh browser context: empty localStorage, as on a reader's first
+    visit. After the test: no request may have left 127.0.0.1 or failed, no console error."""
+    base, failed = server
+    failed.clear()  # each test answers for its own requests
     blocked: list[str] = []
+    errors: list[str] = []
 
     def only_local(route):
         if urlparse(route.request.url).hostname == "127.0.0.1":
@@ -135,92 +172,93 @@ def browser_context(server, tmp_path_factory):
             blocked.append(route.request.url)
             route.abort()
 
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 900},
-        )
-        context.route("**/*", only_local)
-        yield context, blocked
-        context.close()
+    def request_failed(request):
+        if urlparse(request.url).hostname == "127.0.0.1":
+            errors.append(f"request failed: {request.url} ({request.failure})")
 
-
-@pytest.fixture
-def browse(server, browser_context):
-    """Open chapter-02 pages; after the test, no request may have left 127.0.0.1 or failed."""
-    base, failed = server
-    context, blocked = browser_context
-    blocked.clear(), failed.clear()  # each test answers for its own requests
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.route("**/*", only_local)
     page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
+    page.on("console", lambda message: message.type == "error" and errors.append(
+        f"console.error: {message.text} ({message.location.get('url')})"))
+    page.on("requestfailed", request_failed)
 
     def goto(name: str):
-        page.goto(f"{base}/chapters/02_principles/{name}.html", wait_until="load")
+        page.goto(f"{base}/{name}.html", wait_until="load")
         return page
 
     yield goto
-    page.close()
+    context.close()
     assert blocked == [], "requests to other hosts (aborted)"
     assert failed == [], "local requests that failed"
-    assert errors == [], "JavaScript errors on the pages"
+    assert errors == [], "errors in the browser"
 
 
-SELECTED = """() => Array.from(document.querySelectorAll('.framework-tabs')).map(set => {
-    const tab = set.querySelector('[role="tab"][aria-selected="true"]');
-    const visible = Array.from(set.querySelectorAll('[role="tabpanel"]'))
-        .filter(panel => panel.offsetParent !== null).map(panel => panel.dataset.framework);
-    return [tab && tab.dataset.framework, visible.join(',')];
+# Framework tab sets are sphinx-design tab sets (book/framework_tabs.py): per set, radio inputs,
+# labels carrying the framework as data-sync-id, and content panels the labels point to.
+SELECTED = """() => Array.from(document.querySelectorAll('.sd-tab-set.framework-tabs')).map(set => {
+    const labels = Array.from(set.querySelectorAll(':scope > label'));
+    const checked = labels.filter(label => document.getElementById(label.htmlFor).checked);
+    const visible = labels.filter(label =>
+        document.getElementById(label.getAttribute('aria-controls')).offsetParent !== null);
+    return [checked.map(label => label.dataset.syncId).join(','),
+            visible.map(label => label.dataset.syncId).join(',')];
 })"""
+TAB_SET = re.compile(r'class="[^"]*\bframework-tabs\b')
 
 
 def selected_everywhere(page) -> set:
-    """The (selected tab, visible panels) pairs over all tab sets of the page."""
-    page.wait_for_selector("html.framework-tabs-ready", state="attached")
+    """The (checked tab, visible panels) pairs over all framework tab sets of the page."""
     return {tuple(pair) for pair in page.evaluate(SELECTED)}
 
 
-def page_with_tabs_other_than_index(browse) -> str:
-    for name in CHAPTER_02[1:]:
-        if browse(name).locator(".framework-tabs").count():
-            return name
-    pytest.fail("no chapter-02 page besides index has a PyTorch | TensorFlow tab set")
+def pages_with_tabs() -> list[str]:
+    """Pages whose built HTML has framework tab sets, most sets first."""
+    counts = {page: len(TAB_SET.findall((HTML / f"{page}.html").read_text(encoding="utf-8")))
+              for page in PAGES}
+    return sorted((page for page in PAGES if counts[page]), key=lambda page: -counts[page])
+
+
+def tab(tab_set, framework: str):
+    return tab_set.locator(f':scope > label[data-sync-id="{framework}"]')
 
 
 def test_tabs_switch_together_and_the_choice_persists(browse):
-    other = page_with_tabs_other_than_index(browse)
-    page = browse("index")
-    page.evaluate("() => localStorage.clear()")
-    page.reload(wait_until="load")
-    sets = page.locator(".framework-tabs")
-    assert sets.count() >= 2, "chapter 02's first page should have at least two tab sets"
-    # With nothing stored, every set opens on its first tab, PyTorch.
+    require_build()
+    pages = pages_with_tabs()
+    assert len(pages) >= 2, "the book should have at least two pages with PyTorch | TensorFlow tabs"
+    first, other = pages[:2]
+    page = browse(first)
+    sets = page.locator(".sd-tab-set.framework-tabs")
+    assert sets.count() >= 2, f"{first} should have at least two tab sets"
+    # On a first visit, every set opens on its first tab, PyTorch.
     assert selected_everywhere(page) == {("pytorch", "pytorch")}
 
-    sets.nth(1).get_by_role("tab", name="TensorFlow").click()
+    tab(sets.nth(1), "tensorflow").click()
     assert selected_everywhere(page) == {("tensorflow", "tensorflow")}
 
     page = browse(other)
     assert selected_everywhere(page) == {("tensorflow", "tensorflow")}, "choice not carried over"
 
-    page.locator(".framework-tabs").first.get_by_role("tab", name="PyTorch").click()
+    tab(page.locator(".sd-tab-set.framework-tabs").first, "pytorch").click()
     assert selected_everywhere(page) == {("pytorch", "pytorch")}
     page.reload(wait_until="load")
     assert selected_everywhere(page) == {("pytorch", "pytorch")}, "choice lost on reload"
 
 
 def test_tabs_work_from_the_keyboard(browse):
-    page = browse("index")
-    first = page.locator(".framework-tabs").first
-    first.get_by_role("tab", name="PyTorch").click()
+    require_build()
+    page = browse(pages_with_tabs()[0])
+    tab(page.locator(".sd-tab-set.framework-tabs").first, "pytorch").click()
+    # Clicking a label focuses its radio input; the arrow keys move within the set's radio group.
     page.keyboard.press("ArrowRight")
     assert selected_everywhere(page) == {("tensorflow", "tensorflow")}
-    focused = page.evaluate("() => document.activeElement.dataset.framework")
+    focused = page.evaluate(
+        "() => document.querySelector(`label[for='${document.activeElement.id}']`).dataset.syncId"
+    )
     assert focused == "tensorflow"
-    page.keyboard.press("Home")
+    page.keyboard.press("ArrowLeft")
     assert selected_everywhere(page) == {("pytorch", "pytorch")}
 
 
@@ -233,7 +271,7 @@ TEXT_OUTSIDE_CODE_AND_MATH = """() => {
 RAW_TEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$|\$\\[A-Za-z]")
 
 
-@pytest.mark.parametrize("name", CHAPTER_02)
+@pytest.mark.parametrize("name", PAGES)
 def test_math_is_typeset(browse, name):
     page = browse(name)
     has_math = page.locator(".math").count() > 0
@@ -245,16 +283,64 @@ def test_math_is_typeset(browse, name):
         assert page.locator("mjx-container").count() >= page.locator(".math").count()
     leftover = RAW_TEX.findall(page.evaluate(TEXT_OUTSIDE_CODE_AND_MATH))
     assert leftover == [], f"untypeset TeX delimiters on {name}"
-    if name == "index":
-        assert has_math, "chapter 02's first page is expected to have math"
+    if "$" in source_of(name).read_text(encoding="utf-8"):
+        assert has_math, f"{name}'s source has math, its page none"
 
 
 ERROR_OUTPUTS = ".cell_output .traceback, .cell_output .error, .output.traceback, .output.error"
 
 
-@pytest.mark.parametrize("name", CHAPTER_02)
+@pytest.mark.parametrize("name", PAGES)
 def test_no_cell_output_is_a_traceback(browse, name):
     page = browse(name)
     assert page.locator(ERROR_OUTPUTS).count() == 0
     outputs = page.locator(".cell_output").all_text_contents()
     assert not [text for text in outputs if "Traceback" in text]
+
+
+# --- every page, first visit: clean console, images and diagrams ---------------------------------
+
+BROKEN_IMAGES = """() => Array.from(document.images)
+    .filter(img => !(img.complete && img.naturalWidth > 0)).map(img => img.src)"""
+
+
+def load_every_image(page) -> None:
+    """Bring each image into view (lazy ones load only then) and wait until it has settled."""
+    for image in page.locator("img").all():
+        image.scroll_into_view_if_needed()
+    page.wait_for_function("() => Array.from(document.images).every(img => img.complete)")
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_first_visit_has_no_console_error_and_no_broken_image(browse, name):
+    # `browse` asserts, after the test, that the console and the network stayed clean.
+    page = browse(name)
+    load_every_image(page)
+    assert page.evaluate(BROKEN_IMAGES) == []
+
+
+SHOWN = r"""stem => Array.from(document.querySelectorAll('img, object, embed')).filter(element => {
+    const url = element.currentSrc || element.src || element.data || '';
+    return new RegExp('/' + stem + '\\d*\\.svg$').test(url.split(/[?#]/)[0]);
+}).map(element => element.tagName === 'IMG' ? element.naturalWidth
+                                            : element.getBoundingClientRect().width)"""
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_diagrams_named_in_the_source_are_shown(browse, name):
+    figures = figures_referenced(name)
+    if not figures:
+        pytest.skip(f"{name} embeds no diagram")
+    page = browse(name)
+    load_every_image(page)
+    for figure in figures:
+        widths = page.evaluate(SHOWN, figure.stem)
+        assert widths, f"{figure.name} is named in {name}'s source but not on the page"
+        assert all(width > 0 for width in widths), f"{figure.name} did not load on {name}"
+
+
+def test_every_committed_diagram_is_embedded_by_a_page():
+    assert FIGURES, "no diagrams committed"
+    shown = {figure for page in PAGES for figure in figures_referenced(page)}
+    assert [rel for rel in (f.relative_to(ROOT).as_posix() for f in FIGURES)
+            if ROOT / rel not in shown] == []

@@ -44,27 +44,38 @@ def text_of(element) -> str:
     return element.get_text(" ", strip=True)
 
 
+def tab_sets(soup: BeautifulSoup) -> list:
+    return soup.select(".sd-tab-set.framework-tabs")
+
+
+def panels_of(tab_set) -> list:
+    return tab_set.select(":scope > .sd-tab-content")
+
+
 def test_one_tab_set_per_pair_with_pytorch_tab_first(build):
-    sets = page(build, "pairs").select(".framework-tabs")
+    sets = tab_sets(page(build, "pairs"))
     assert len(sets) == 2
     for tab_set in sets:
-        tabs = tab_set.select('[role="tablist"] [role="tab"]')
-        assert [text_of(tab) for tab in tabs] == ["PyTorch", "TensorFlow"]
-        assert [tab.name for tab in tabs] == ["button", "button"]
-        panels = tab_set.select('[role="tabpanel"]')
-        assert [panel["data-framework"] for panel in panels] == ["pytorch", "tensorflow"]
-        for tab, panel in zip(tabs, panels):
-            assert tab["aria-controls"] == panel["id"]
-            assert panel["aria-labelledby"] == tab["id"]
+        labels = tab_set.select(":scope > label.sd-tab-label")
+        assert [text_of(label) for label in labels] == ["PyTorch", "TensorFlow"]
+        # One sync group for the whole book: choosing a framework anywhere selects it everywhere.
+        assert [(label["data-sync-group"], label["data-sync-id"]) for label in labels] == [
+            ("framework", "pytorch"), ("framework", "tensorflow")
+        ]
+        inputs = tab_set.select(':scope > input[type="radio"]')
+        assert [label["for"] for label in labels] == [radio["id"] for radio in inputs]
+        assert [label["aria-controls"] for label in labels] == [
+            panel["id"] for panel in panels_of(tab_set)
+        ]
 
 
 def test_tab_panels_keep_the_cells_outputs(build):
-    first, second = page(build, "pairs").select(".framework-tabs")
-    torch_panel, tf_panel = first.select('[role="tabpanel"]')
+    first, second = tab_sets(page(build, "pairs"))
+    torch_panel, tf_panel = panels_of(first)
     assert "torch-output-1a" in text_of(torch_panel) and "torch-output-1b" in text_of(torch_panel)
     assert "tf-output-1" in text_of(tf_panel) and "torch-output" not in text_of(tf_panel)
     assert len(torch_panel.select(".cell")) == 2
-    torch_panel, tf_panel = second.select('[role="tabpanel"]')
+    torch_panel, tf_panel = panels_of(second)
     assert tf_panel.select_one("span.tf-html-output"), "HTML output lost"
     assert torch_panel.select_one(".cell_output img"), "image output lost"
 
@@ -73,25 +84,24 @@ def test_untagged_cell_stays_outside_tab_sets(build):
     soup = page(build, "pairs")
     untagged = [cell for cell in soup.select(".cell") if "untagged-output" in text_of(cell)]
     assert len(untagged) == 1
-    assert untagged[0].find_parent(class_="framework-tabs") is None
+    assert untagged[0].find_parent(class_="sd-tab-set") is None
 
 
-def test_without_javascript_both_frameworks_are_readable(build):
-    tab_set = page(build, "pairs").select_one(".framework-tabs")
-    # The tab list only makes sense once the script runs; the panels are not hidden in the HTML.
-    assert tab_set.select_one('[role="tablist"]').has_attr("hidden")
-    for panel in tab_set.select('[role="tabpanel"]'):
-        assert not panel.has_attr("hidden")
-        assert text_of(panel.select_one(".framework-tab-caption")) in ("PyTorch", "TensorFlow")
+def test_without_javascript_the_tabs_still_switch(build):
+    # sphinx-design's tabs are radio buttons styled by CSS: the first is checked in the HTML, and
+    # clicking a label checks its own, with no script.
+    for tab_set in tab_sets(page(build, "pairs")):
+        inputs = tab_set.select(':scope > input[type="radio"]')
+        assert [radio.has_attr("checked") for radio in inputs] == [True, False]
+        assert len({radio["name"] for radio in inputs}) == 1
 
 
-def test_script_and_stylesheet_are_shipped_and_linked(build):
+def test_sphinx_design_script_and_stylesheet_are_shipped_and_linked(build):
     out, _ = build
     soup = page(build, "pairs")
-    assert any("framework_tabs.js" in s.get("src", "") for s in soup.select("script"))
-    assert any("framework_tabs.css" in s.get("href", "") for s in soup.select("link"))
-    assert (out / "html" / "_static" / "framework_tabs.js").is_file()
-    assert (out / "html" / "_static" / "framework_tabs.css").is_file()
+    assert any("design-tabs.js" in s.get("src", "") for s in soup.select("script"))
+    assert any("sphinx-design" in s.get("href", "") for s in soup.select("link"))
+    assert (out / "html" / "_static" / "design-tabs.js").is_file()
 
 
 def test_lone_tagged_cell_warns_and_is_left_alone(build):
@@ -100,7 +110,7 @@ def test_lone_tagged_cell_warns_and_is_left_alone(build):
     assert len(lines) == 1, warnings  # and no other warning from the extension's nodes
     assert "lone.md" in lines[0] and "'pytorch' cell without" in lines[0]
     soup = page(build, "lone")
-    assert soup.select(".framework-tabs") == []
+    assert tab_sets(soup) == []
     assert "lonely-torch-output" in text_of(soup)
 
 
@@ -133,8 +143,6 @@ def test_blocks_pair_in_order(order, pairs, lone):
 def test_each_cell_runs_in_the_namespace_of_its_tag(build):
     """book/kernel.py routes by tag: a PyTorch cell that names no `torch` (and mentions tf.keras in
     a comment) keeps its own `Scorer`; identical twin cells are told apart by position."""
-    torch_panel, tf_panel = page(build, "namespaces").select(".framework-tabs")[1].select(
-        '[role="tabpanel"]'
-    )
+    torch_panel, tf_panel = panels_of(tab_sets(page(build, "namespaces"))[1])
     assert "the pytorch scorer" in text_of(torch_panel)
     assert "the tensorflow scorer" in text_of(tf_panel)
