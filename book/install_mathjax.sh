@@ -29,6 +29,7 @@ tar -xzf "$tarball" -C "$work" \
   package/es5/sre
 
 # Replace atomically-ish: a half-copied tree must not look installed to make.
+mkdir -p "$(dirname "$dest")"   # book/_static holds nothing else in git
 rm -rf "$dest.tmp" "$dest"
 cp -R "$work/package/es5" "$dest.tmp"
 cp "$work/package/LICENSE" "$dest.tmp/LICENSE"
