@@ -2,18 +2,41 @@
 
 Each job process keeps its own resident sandbox workers, so TensorFlow and PyTorch are imported
 once per job, not once per student. Every finished submission is written at once (atomically), so
-a batch killed midway and run again grades only what is missing, or what changed since.
+a batch killed midway and run again grades only what is missing, what changed since, and what
+failed for the grader's own reasons (`SubmissionResult.grader_problem`).
+
+Nothing one submission does ends the batch: `grade_one` turns any exception into that
+submission's one-line error, and a job process that dies (the OOM killer, a crash in a native
+library) costs only the submissions it held: they are graded again, one at a time, in a fresh
+process, and one that kills that process too is recorded as a grader problem (regraded next run).
+
+Output folders are named from the file name, reduced to ASCII letters, digits, `_` and `-`: no
+name can be `..`, hidden, a grader file (`grades.csv`), or differ from another only by case or
+Unicode normalisation (which some file systems ignore); the `file` column of grades.csv keeps
+the real path.
 """
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import os
+import re
+import tempfile
+import unicodedata
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from autograder import report
-from autograder.grade import Options, Sandboxes, grade_one
+from autograder.grade import Options, Sandboxes, grade_one, grader_problem
 from autograder.parse import digest_of
 from autograder.results import SubmissionResult
+
+MAX_NAME = 80
+# Device names Windows will not create as folders (an instructor may unzip the output there).
+WINDOWS_DEVICES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
+JOB_DIED = "the grading process died while grading this submission, twice"
 
 
 class Misuse(Exception):
@@ -21,7 +44,8 @@ class Misuse(Exception):
 
 
 def discover(paths: list[Path]) -> list[tuple[Path, str]]:
-    """Files to grade with unique, filesystem-safe names for DIR/<name>/."""
+    """Files to grade, each with a unique, filesystem-safe name for DIR/<name>/, the same on
+    every run over the same files."""
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
@@ -35,14 +59,27 @@ def discover(paths: list[Path]) -> list[tuple[Path, str]]:
         raise Misuse("no submissions found (a submission is a notebook, or a folder of notebooks)")
     named, used = [], set()
     for path in files:
-        base = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in path.stem) or "submission"
-        name = base if base not in used else f"{path.parent.name}-{base}"
+        base = safe_name(path.stem)
+        # On a clash, the parent folder's name, then a hash of the path: both stable across runs.
+        candidates = [base, f"{safe_name(path.parent.name)}-{base}",
+                      f"{base}-{hashlib.sha256(str(path).encode()).hexdigest()[:10]}"]
+        name = next((c for c in candidates if c.casefold() not in used), None)
         counter = 2
-        while name in used:
-            name, counter = f"{base}-{counter}", counter + 1
-        used.add(name)
+        while name is None or name.casefold() in used:
+            name, counter = f"{candidates[-1]}-{counter}", counter + 1
+        used.add(name.casefold())
         named.append((path, name))
     return named
+
+
+def safe_name(stem: str) -> str:
+    """ASCII letters, digits, `_` and `-` only, starting with a letter or digit; accents are
+    dropped (José -> Jose), everything else becomes `_`."""
+    ascii_only = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    base = re.sub(r"[^A-Za-z0-9_-]+", "_", ascii_only).strip("_-")[:MAX_NAME].rstrip("_-")
+    if base.casefold() in WINDOWS_DEVICES:
+        base = f"{base}_"
+    return base or "submission"
 
 
 _sandboxes: Sandboxes | None = None
@@ -58,27 +95,34 @@ def _job(path: str, name: str) -> dict:
 
 
 def _is_done(out: Path, path: Path, name: str) -> SubmissionResult | None:
+    """The previous result of this very file, unless it must be graded again: a missing or
+    unreadable result, another file, changed content, or a grader problem."""
     previous = report.read_submission_result(out, name)
-    if previous is None or previous.path != str(path):
+    if previous is None or previous.path != str(path) or previous.grader_problem or not previous.digest:
         return None
     try:
-        same = previous.digest == digest_of(path) or (previous.error and not previous.digest)
+        same = previous.digest == digest_of(path)
     except OSError:
         return None
     return previous if same else None
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        # A fresh name each time: a submission's folder can never stand in the probe's way.
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-test-")
+        os.close(fd)
+        Path(probe).unlink()
+    except OSError as exc:
+        raise Misuse(f"cannot write to {out}: {exc.strerror or exc}") from None
 
 
 def grade_batch(paths: list[Path], out: Path, options: Options, jobs: int = 1,
                 progress=None) -> list[SubmissionResult]:
     """Grade, write every report, and return all results (resumed ones included), by name."""
     submissions = discover(paths)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise Misuse(f"cannot write to {out}: {exc.strerror or exc}") from None
+    _check_writable(out)
 
     results: dict[str, SubmissionResult] = {}
     todo = []
@@ -101,23 +145,65 @@ def grade_batch(paths: list[Path], out: Path, options: Options, jobs: int = 1,
         _job_init(options)
         try:
             for path, name in todo:
-                finished(grade_one(path, name, _sandboxes))
+                try:
+                    result = grade_one(path, name, _sandboxes)
+                except Exception as exc:   # grade_one does not raise; if it ever does, one submission pays
+                    result = grader_problem(SubmissionResult(name, str(path)), exc)
+                finished(result)
         finally:
             _sandboxes.close()
     else:
-        context = multiprocessing.get_context("spawn")   # no threads or sandboxes inherited
-        with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=context,
-                                 initializer=_job_init, initargs=(options,)) as pool:
-            futures = {pool.submit(_job, str(path), name): (path, name) for path, name in todo}
-            for future in as_completed(futures):
-                path, name = futures[future]
-                try:
-                    result = SubmissionResult.from_dict(future.result())
-                except Exception as exc:   # a grader crash costs one submission, never the batch
-                    result = SubmissionResult(name, str(path), error=f"grader problem, not the student's: {exc}")
-                finished(result)
+        _grade_in_jobs(todo, options, jobs, finished)
     ordered = [results[name] for _, name in submissions]
     report.write_batch_report(ordered, out)
     if progress:
         progress.stop()
     return ordered
+
+
+def _grade_in_jobs(todo: list[tuple[Path, str]], options: Options, jobs: int, finished) -> None:
+    """Grade in `jobs` processes, at most one submission held by each at a time, so that a job's
+    death is charged to what it held. Held submissions are graded again one by one in a fresh pool;
+    one that kills a job a second time is a grader problem."""
+    queue, suspects = deque(todo), deque()
+    deaths: dict[str, int] = {}
+    context = multiprocessing.get_context("spawn")   # no threads or sandboxes inherited
+    while queue or suspects:
+        lost: list[tuple[Path, str]] = []
+        with ProcessPoolExecutor(min(jobs, len(queue) + len(suspects)), mp_context=context,
+                                 initializer=_job_init, initargs=(options,)) as pool:
+            held: dict = {}
+            broken = False
+            while (queue or suspects or held) and not broken:
+                limit = 1 if suspects else jobs
+                while len(held) < limit and (queue or suspects) and not broken:
+                    source = suspects if suspects else queue
+                    path, name = source.popleft()
+                    try:
+                        held[pool.submit(_job, str(path), name)] = (path, name)
+                    except BrokenProcessPool:   # broke since the last wait: this one was never sent
+                        source.appendleft((path, name))
+                        broken = True
+                done, _ = wait(held, return_when=FIRST_COMPLETED)
+                for future in done:
+                    path, name = held.pop(future)
+                    try:
+                        result = SubmissionResult.from_dict(future.result())
+                    except BrokenProcessPool:
+                        lost.append((path, name))
+                        broken = True
+                        continue
+                    except Exception as exc:   # a grader crash costs one submission, never the batch
+                        result = grader_problem(SubmissionResult(name, str(path)), exc)
+                    finished(result)
+            for future, (path, name) in held.items():   # the pool broke: what else came through?
+                try:
+                    finished(SubmissionResult.from_dict(future.result()))
+                except Exception:
+                    lost.append((path, name))
+        for path, name in lost:
+            deaths[name] = deaths.get(name, 0) + 1
+            if deaths[name] >= 2:
+                finished(grader_problem(SubmissionResult(name, str(path)), JOB_DIED))
+            else:
+                suspects.append((path, name))

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from autograder import untrusted
 from autograder.sandbox import convert, protocol, tracer
 from autograder import isolation
 from autograder.sandbox import confine
@@ -475,27 +476,58 @@ class Handle:
     id: str
 
 
+MALFORMED = "the submission's process sent a malformed reply"
+MAX_REPLY_ERROR = 2000   # characters of a student's traceback kept: its last lines say what failed
+
+
+@lru_cache(maxsize=1)
+def known_builtins() -> frozenset[str]:
+    """The names the tracer and the static scan report. The tracer lives in the student's process,
+    so a reply may name anything: an unknown name is a forgery, and could carry hidden inputs."""
+    from autograder import scan
+    from autograder.sandbox import tracer
+
+    names = set(getattr(scan, "FORBIDDEN", {}).values())
+    names.update(getattr(tracer, "KNOWN", ()))
+    for table in (getattr(tracer, "TORCH", []), getattr(tracer, "TF", [])):
+        names.update(entry[-1] for entry in table if isinstance(entry[-1], str))
+    return frozenset(names)
+
+
+FORGED_BUILTIN = "(a built-in name the grader does not know: the submission's process made it up)"
+
+
 def _read_reply(head: dict, arrays: dict[str, np.ndarray]) -> Reply:
-    """Trust nothing: the reply's shape is checked before anything is used."""
+    """Trust nothing: the reply's shape is checked before anything is used, and its text is
+    bounded and neutralised (autograder/untrusted.py) before any record holds it."""
+    reported = head.get("builtins", [])
+    reported = reported[:10] if isinstance(reported, list) else []
+    builtins = sorted({b if b in known_builtins() else FORGED_BUILTIN for b in reported if isinstance(b, str)})
+    refused = getattr(arrays, "reason", "")
+    if refused:   # protocol.RefusedArrays: the frame was read, its arrays were not loaded
+        return Reply("error", error=refused, builtins=builtins)
     status = head.get("status")
-    builtins = [str(b)[:200] for b in head.get("builtins", []) if isinstance(b, str)][:10]
     if status != "ok":
-        if status not in ("missing", "not_implemented", "error"):
-            status, head = "error", {"error": "the submission's process sent a malformed reply"}
-        return Reply(status, error=str(head.get("error", ""))[:4000], builtins=builtins)
+        error = head.get("error", "")
+        if status not in ("missing", "not_implemented", "error") or not isinstance(error, str):
+            return Reply("error", error=MALFORMED, builtins=builtins)
+        return Reply(status, error=untrusted.neutral(error, MAX_REPLY_ERROR), builtins=builtins)
     result = head.get("result")
     if isinstance(result, dict) and result.get("kind") == "handle":
         handle = result.get("handle")
         if not isinstance(handle, str) or len(handle) > 20:
-            return Reply("error", error="the submission's process sent a malformed reply", builtins=builtins)
+            return Reply("error", error=MALFORMED, builtins=builtins)
         return Reply("ok", value=Handle(handle), types=["object"], builtins=builtins)
     try:
         items, types = [], []
         for item in result["items"]:
-            types.append(str(item["type"])[:200])
+            if not isinstance(item.get("type"), str):
+                raise ValueError("a type that is not a name")
+            types.append(untrusted.name(item["type"], 80))
             if "a" in item:
                 array = arrays[item["a"]]
-                if type(array) is not np.ndarray or array.dtype.hasobject:
+                # numbers and booleans only: a string or structured dtype would carry text
+                if type(array) is not np.ndarray or array.dtype.kind not in "biufc":
                     raise ValueError("not a plain array")
                 items.append(array)
             elif "v" in item and isinstance(item["v"], (bool, int, float)):
@@ -507,6 +539,7 @@ def _read_reply(head: dict, arrays: dict[str, np.ndarray]) -> Reply:
         value = items[0] if result["kind"] == "single" else tuple(items)
         if result["kind"] == "single" and len(items) != 1:
             raise ValueError("bad single")
-    except (KeyError, TypeError, ValueError, IndexError):
-        return Reply("error", error="the submission's process sent a malformed reply", builtins=builtins)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        return Reply("error", error=MALFORMED, builtins=builtins)
     return Reply("ok", value=value, types=types, builtins=builtins)
+

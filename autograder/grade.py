@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograder import isolation, parse, scan
+from autograder import isolation, parse, scan, untrusted
 from autograder.checks.runner import run_checks
 from autograder.execute import Limits, Runner, Sandbox, SandboxError
 from autograder.results import RUNS_TOP_TO_BOTTOM, CheckResult, SubmissionResult
@@ -68,10 +68,10 @@ def _run_line(outcomes, gave_up: str) -> CheckResult:
     failed = [o for o in outcomes if not o.ok]
     lines = []
     for o in failed[:10]:
-        last = (o.error.strip().splitlines() or ["failed"])[-1]
-        lines.append(f"cell {o.index}: {last}")
+        last = (o.error.strip().splitlines() or ["failed"])[-1]   # the exception, as the student raised it
+        lines.append(f"cell {o.index}: {untrusted.name(last, 200)}")
     if gave_up:
-        lines.append(f"stopped: {gave_up}")
+        lines.append(f"stopped: {untrusted.name(gave_up, 200)}")
     ok = not failed and not gave_up
     return CheckResult("notebook", RUNS_TOP_TO_BOTTOM, 0.0, 0.0, "passed" if ok else "failed", "visible",
                        "" if ok else "The notebook does not run from top to bottom; what could run was "
@@ -86,24 +86,51 @@ def _charge_builtins(checks: list[CheckResult], used: dict[str, list[str]]) -> N
                         "yourself; the exercise scores zero.\n" + c.output).strip()
 
 
+GRADER_PROBLEM = "grader problem, not the student's"
+
+
+def grader_problem(result: SubmissionResult, exc: BaseException | str) -> SubmissionResult:
+    """Record a failure that is the grader's, not the student's, in one line; a rerun regrades it."""
+    what = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+    result.error = f"{GRADER_PROBLEM}: {untrusted.name(what, 300)}"
+    result.grader_problem = True
+    return result
+
+
 def grade_one(path: Path, name: str, sandboxes: Sandboxes) -> SubmissionResult:
-    options = sandboxes.options
+    """One submission's result. Never raises (but for KeyboardInterrupt): whatever goes wrong
+    stays in this submission, as a one-line error."""
     start = time.monotonic()
     result = SubmissionResult(submission=name, path=str(path))
+    try:
+        result.digest = parse.digest_of(path)   # even for an error: a changed file is regraded
+    except OSError:
+        pass
+    try:
+        _grade(path, sandboxes, result, start)
+    except Exception as exc:   # MemoryError and RecursionError included: never the batch's end
+        grader_problem(result, exc)
+        result.checks = []
+        sandboxes.close()      # in doubt about the workers' state: start afresh for the next one
+    result.seconds = round(time.monotonic() - start, 3)
+    return result
+
+
+def _grade(path: Path, sandboxes: Sandboxes, result: SubmissionResult, start: float) -> None:
+    options = sandboxes.options
     try:
         sub = parse.load(path, options.expect)
     except parse.BadSubmission as bad:
         result.error = str(bad)
-        result.seconds = round(time.monotonic() - start, 3)
-        return result
+        return
     result.chapter, result.framework, result.exercises = sub.chapter, sub.framework, sub.exercises
     result.digest = sub.digest
     result.warnings += sub.warnings
     try:
         sandbox = sandboxes.get(sub.framework)
     except SandboxError as exc:
-        result.error = f"grader problem, not the student's: {exc}"
-        return result
+        grader_problem(result, str(exc))
+        return
     result.sandbox = sandbox.isolation
     if sandbox.isolation == isolation.NONE:
         result.warnings.append(isolation.OFF_WARNING)
@@ -120,5 +147,3 @@ def grade_one(path: Path, name: str, sandboxes: Sandboxes) -> SubmissionResult:
     result.builtins = {k: sorted(v) for k, v in used.items()}
     _charge_builtins(checks, result.builtins)
     result.checks = [_run_line(outcomes, runner.gave_up), *checks]
-    result.seconds = round(time.monotonic() - start, 3)
-    return result

@@ -5,6 +5,7 @@ from it; checks, points and everything else come from the grader's own files.
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import re
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import nbformat
 
-from autograder import notebooks
+from autograder import notebooks, untrusted
 
 MAX_BYTES = 64 << 20   # a notebook's code is tiny; anything this big is outputs or a mistake
 FRAMEWORK_IMPORT = {
@@ -44,7 +45,24 @@ def _exercises(chapter: str, framework: str) -> list[str]:
 
 
 def digest_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """sha256 of the file, read in chunks: a file of any size costs no memory."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+TOO_DEEP = "nested too deeply for the grader to read (a structure hundreds of levels deep)"
+
+
+def _check_depth(code: list[tuple[int, str]]) -> None:
+    """Every cell must parse without exhausting the parser: the trusted side reads the source
+    (scan.py), and a cell 100,000 levels deep raises MemoryError or RecursionError, not SyntaxError."""
+    for index, source in code:
+        try:
+            ast.parse(source)
+        except (RecursionError, MemoryError):
+            raise BadSubmission(f"cell {index}'s code is {TOO_DEEP}: simplify it") from None
+        except (SyntaxError, ValueError):
+            continue   # the run reports it; IPython magics are stripped there
 
 
 def load(path: Path, expect: str | None = None) -> Submission:
@@ -60,6 +78,9 @@ def load(path: Path, expect: str | None = None) -> Submission:
     raw = path.read_bytes()
     try:
         data = json.loads(raw.decode("utf-8"))
+    except (RecursionError, MemoryError):
+        raise BadSubmission(f"the notebook's JSON is {TOO_DEEP}: open and save it in a current "
+                            "JupyterLab") from None
     except (UnicodeDecodeError, ValueError):
         looks_py = raw.lstrip()[:1] not in (b"{", b"[")
         hint = " (is it a .py or another file renamed to .ipynb?)" if looks_py else " (the JSON is broken)"
@@ -78,7 +99,7 @@ def load(path: Path, expect: str | None = None) -> Submission:
     if not isinstance(course, dict) or not course.get("chapter") or not course.get("framework"):
         raise BadSubmission("the notebook says which assignment it is nowhere (metadata.course is missing): "
                             "work in the course's exercise notebook")
-    chapter, framework = str(course["chapter"])[:60], str(course["framework"])[:20]
+    chapter, framework = untrusted.name(course["chapter"], 40), untrusted.name(course["framework"], 20)
     if (chapter, framework) not in notebooks.assignments():
         raise BadSubmission(f"unknown assignment {chapter}/{framework} in metadata.course")
     if expect and expect != f"{chapter}/{framework}":
@@ -96,6 +117,7 @@ def load(path: Path, expect: str | None = None) -> Submission:
         code.append((index, source))
     if not code:
         raise BadSubmission("the notebook has no code cells")
+    _check_depth(code)
 
     other = "tf" if framework == "torch" else "torch"
     text = "\n".join(s for _, s in code)
@@ -106,7 +128,7 @@ def load(path: Path, expect: str | None = None) -> Submission:
     warnings = []
     try:
         nbformat.validate(nbformat.from_dict(data))
-    except Exception:   # a schema nit (e.g. a stray key) does not stop grading, but say so
+    except Exception:   # a schema nit (RecursionError on deep JSON included) (e.g. a stray key) does not stop grading, but say so
         warnings.append("the notebook does not fully match the notebook format; graded anyway")
     return Submission(path, chapter, framework, code, list(_exercises(chapter, framework)),
                       hashlib.sha256(raw).hexdigest(), warnings)

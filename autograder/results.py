@@ -47,6 +47,7 @@ class SubmissionResult:
     chapter: str | None = None
     framework: str | None = None
     error: str | None = None           # one line, for a submission that could not be graded at all
+    grader_problem: bool = False       # the error is the grader's fault: a rerun grades it again
     checks: list[CheckResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)   # e.g. reduced isolation
     builtins: dict[str, list[str]] = field(default_factory=dict)  # exercise -> forbidden calls seen

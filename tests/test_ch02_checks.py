@@ -320,7 +320,66 @@ def scaled_dot_product_attention(queries, keys, values, mask=None):
 ]
 
 
-@pytest.mark.parametrize("exercise, mistake, source", MUTANTS, ids=[f"{e}: {m}" for e, m, _ in MUTANTS])
+# Submissions that do not do the exercise at all, dressed to pass property checks (issue 14): they
+# must earn nothing, not merely lose a check.
+NON_ANSWERS = [
+    ("masked_softmax", "one-hot: all weight on the largest score (rows sum to 1, masked keys get 0)", """
+def masked_softmax(scores, mask=None):
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    one_hot = torch.zeros_like(scores).scatter(-1, scores.argmax(-1, keepdim=True), 1.0)
+    return torch.where(torch.isinf(scores).all(-1, keepdim=True), torch.zeros_like(one_hot), one_hot)
+"""),
+    ("scaled_dot_product_attention", "all-zero output and weights", """
+def scaled_dot_product_attention(queries, keys, values, mask=None):
+    weights = torch.zeros(*queries.shape[:-1], keys.shape[-2])
+    return torch.zeros(*queries.shape[:-1], values.shape[-1]), weights
+"""),
+    ("masked_softmax", "right values in NumPy, in a class named Tensor in a module named torch", """
+import numpy as _np
+class Tensor(_np.ndarray):
+    pass
+Tensor.__module__ = "torch"
+def masked_softmax(scores, mask=None):
+    s = _np.asarray(scores, dtype=_np.float32)
+    if mask is not None:
+        s = _np.where(_np.asarray(mask), s, -_np.inf)
+    top = _np.max(s, -1, keepdims=True)
+    e = _np.exp(s - _np.where(_np.isinf(top), 0, top))
+    total = e.sum(-1, keepdims=True)
+    return _np.where(total > 0, e / _np.where(total > 0, total, 1), 0).astype(_np.float32).view(Tensor)
+"""),
+    ("scaled_dot_product_attention", "right values from a fake torch module's Tensor class", """
+import sys as _sys, types as _types, numpy as _np
+_fake = _types.ModuleType("torch")
+class _Carrier:
+    def __init__(self, a):
+        self.a = a
+    def numpy(self):
+        return self.a
+    def detach(self):
+        return self
+    def cpu(self):
+        return self
+    dtype = "torch.float32"
+_fake.Tensor = type("Tensor", (_Carrier,), {"__module__": "torch"})
+_real = scaled_dot_product_attention
+def scaled_dot_product_attention(queries, keys, values, mask=None):
+    out, weights = _real(queries, keys, values, mask)
+    return _fake.Tensor(out.numpy()), _fake.Tensor(weights.numpy())
+"""),
+]
+
+
+@pytest.mark.parametrize("exercise, mistake, source", NON_ANSWERS, ids=[f"{e}: {m}" for e, m, _ in NON_ANSWERS])
+def test_a_non_answer_earns_nothing(exercise, mistake, source):
+    outcomes = _run_direct(_with("torch", source), "torch", exercise)
+    passed = [name for name, message in outcomes if message is None]
+    assert not passed, f"{mistake}: still passes {passed}"
+
+
+@pytest.mark.parametrize("exercise, mistake, source", MUTANTS + NON_ANSWERS,
+                         ids=[f"{e}: {m}" for e, m, _ in MUTANTS + NON_ANSWERS])
 def test_mutant_fails_a_check(exercise, mistake, source):
     # Any other exception than CheckFailure is a crash of the check itself, and fails this test.
     outcomes = _run_direct(_with("torch", source), "torch", exercise)

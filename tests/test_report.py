@@ -177,12 +177,12 @@ def test_csv_header_rows_and_numbers_exactly(tmp_path):
     path = table.write_grades_csv(batch(), tmp_path / "grades.csv")
     raw = path.read_bytes()
     assert raw.decode("utf-8").splitlines() == [
-        "submission,chapter,framework,dot_product_scores,masked_softmax,logsumexp,"
+        "submission,file,chapter,framework,dot_product_scores,masked_softmax,logsumexp,"
         "softmax_jacobian,total,max_total,error",
-        "alice,02_principles,torch,1,2.5,,,3.5,3.5,",
-        "bob,02_principles,torch,0.5,1,,,1.5,3.5,",
-        "carol,,,,,,,0,,notebook metadata has no course.chapter: cannot tell the assignment",
-        "dave,03_math,tf,,,2,0.5,2.5,3,",
+        "alice,alice/exercises_torch.ipynb,02_principles,torch,1,2.5,,,3.5,3.5,",
+        "bob,bob.ipynb,02_principles,torch,0.5,1,,,1.5,3.5,",
+        "carol,carol.ipynb,,,,,,,0,,notebook metadata has no course.chapter: cannot tell the assignment",
+        "dave,dave.ipynb,03_math,tf,,,2,0.5,2.5,3,",
     ]
     assert raw.endswith(b"\r\n") and not raw.startswith(b"\xef\xbb\xbf")
 
@@ -190,11 +190,13 @@ def test_csv_header_rows_and_numbers_exactly(tmp_path):
 def test_csv_quotes_and_defuses_formulas(tmp_path):
     nasty = errored()
     nasty.submission = "eve, the second"
+    nasty.path = "=cmd|' /C calc'!A0.ipynb"      # the submitted file's name is the student's too
     nasty.error = '=HYPERLINK("http://x") said "hi"'
     rows = (tmp_path / "g.csv")
     table.write_grades_csv([nasty], rows)
     line = rows.read_text(encoding="utf-8").splitlines()[1]
-    assert line == '"eve, the second",,,0,,"\'=HYPERLINK(""http://x"") said ""hi"""'
+    assert line == ('"eve, the second",\'=cmd|\' /C calc\'!A0.ipynb,,,0,,'
+                    '"\'=HYPERLINK(""http://x"") said ""hi"""')
 
 
 def test_exercise_columns_follow_the_assignment_then_first_seen():

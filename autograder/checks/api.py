@@ -7,6 +7,13 @@
 Fixtures: `student` (the submission's functions: NumPy in, NumPy out), `oracle` (the chapter's
 NumPy reference), `rng` (a seeded Generator; the seed is recorded), `framework` ("torch"/"tf").
 A failure's message is what the student reads, so it says what was expected, what came, and a hint.
+
+Its first line is all a student sees of a failed *hidden* check (report/disclosure.py), and the
+submission's function saw that check's hidden inputs: whatever it returns can encode them. So a
+first line names only what the grader chose (expected shapes and dtypes, what kind of mistake)
+and a fixed hint; what came back (values, positions, counts, shapes, type names) goes on the
+following lines, which students read for public checks and instructors for all. `detail()` builds
+such a message.
 """
 from __future__ import annotations
 
@@ -54,8 +61,17 @@ class NotImplementedYet(CheckFailure):
         super().__init__(f"{name}: not implemented yet")
 
 
+def detail(summary: str, *lines: str) -> str:
+    """A check's message: a first line fit for a hidden check, then what the submission returned."""
+    return "\n".join([summary, *(line for line in lines if line)])
+
+
 def _fmt_index(index) -> str:
     return "(" + ", ".join(str(int(i)) for i in index) + ")"
+
+
+def _fmt_shape(shape: tuple) -> str:
+    return _fmt_index(shape) if len(shape) <= 8 else f"({len(shape)} dimensions)"
 
 
 def _shape_hint(got: tuple, want: tuple) -> str:
@@ -71,17 +87,19 @@ def _shape_hint(got: tuple, want: tuple) -> str:
 def assert_shape(got, shape, what: str = "output") -> None:
     got_shape = tuple(np.shape(got))
     if got_shape != tuple(shape):
-        raise CheckFailure(f"{what}: expected shape {tuple(shape)}, got {got_shape}."
-                           + _shape_hint(got_shape, tuple(shape)))
+        raise CheckFailure(detail(f"{what}: expected shape {_fmt_shape(tuple(shape))}, got another shape."
+                                  + _shape_hint(got_shape, tuple(shape)), f"got shape {_fmt_shape(got_shape)}"))
 
 
 def _close_one(got, want, atol: float, rtol: float, what: str) -> None:
     if isinstance(want, (bool, int, float)) and not isinstance(want, np.ndarray):
-        if not isinstance(got, (bool, int, float)) or abs(got - want) > atol + rtol * abs(want):
-            raise CheckFailure(f"{what}: expected {want!r}, got {got!r}.")
+        if not isinstance(got, (bool, int, float)):
+            raise CheckFailure(f"{what}: expected a number, got {type(got).__name__}.")
+        if abs(got - want) > atol + rtol * abs(want):
+            raise CheckFailure(detail(f"{what}: expected {want!r}, got another value.", f"got {got!r}"))
         return
     if not isinstance(got, np.ndarray):
-        raise CheckFailure(f"{what}: expected an array of shape {want.shape}, got {type(got).__name__}.")
+        raise CheckFailure(f"{what}: expected an array of shape {_fmt_shape(want.shape)}, got {type(got).__name__}.")
     assert_shape(got, want.shape, what)
     if want.dtype == bool:
         if got.dtype != bool:
@@ -90,8 +108,9 @@ def _close_one(got, want, atol: float, rtol: float, what: str) -> None:
         wrong = np.argwhere(got != want)
         if len(wrong):
             i = tuple(wrong[0])
-            raise CheckFailure(f"{what}: {len(wrong)} of {want.size} entries differ; first at "
-                               f"{_fmt_index(i)}: expected {want[i]}, got {got[i]}.")
+            raise CheckFailure(detail(f"{what}: some entries differ from the expected mask.",
+                                      f"{len(wrong)} of {want.size} entries differ; first at {_fmt_index(i)}: "
+                                      f"expected {want[i]}, got {got[i]}."))
         return
     if got.dtype != want.dtype:
         raise CheckFailure(f"{what}: expected dtype {want.dtype}, got {got.dtype}. "
@@ -99,19 +118,21 @@ def _close_one(got, want, atol: float, rtol: float, what: str) -> None:
     bad = np.argwhere(np.isnan(got) & ~np.isnan(want))
     if len(bad):
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise CheckFailure(f"{what}: NaN at index {_fmt_index(bad[0])}{more}. A fully masked row, or "
-                           "exp overflowing at large scores? Subtract the row maximum, and give fully "
-                           "masked rows zeros instead of 0/0.")
+        raise CheckFailure(detail(f"{what}: NaN where a number was expected. A fully masked row, or exp "
+                                  "overflowing at large scores? Subtract the row maximum, and give fully "
+                                  "masked rows zeros instead of 0/0.", f"NaN at index {_fmt_index(bad[0])}{more}."))
     bad = np.argwhere(np.isinf(got) & ~np.isinf(want))
     if len(bad):
-        raise CheckFailure(f"{what}: infinity at index {_fmt_index(bad[0])}: an overflow?")
+        raise CheckFailure(detail(f"{what}: infinity where a finite number was expected: an overflow?",
+                                  f"infinity at index {_fmt_index(bad[0])}."))
     close = np.isclose(got, want, atol=atol, rtol=rtol, equal_nan=True)
     if not close.all():
         diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
         diff[np.isnan(diff)] = np.inf
         i = np.unravel_index(np.argmax(np.where(close, -1, diff)), want.shape)
-        raise CheckFailure(f"{what}: {int((~close).sum())} of {want.size} values differ; the largest "
-                           f"difference is at {_fmt_index(i)}: expected {want[i]:.6g}, got {got[i]:.6g}.")
+        raise CheckFailure(detail(f"{what}: some values differ from the expected ones.",
+                                  f"{int((~close).sum())} of {want.size} values differ; the largest difference "
+                                  f"is at {_fmt_index(i)}: expected {want[i]:.6g}, got {got[i]:.6g}."))
 
 
 def assert_close(got, want, *, atol: float = 1e-5, rtol: float = 1e-4, what="output") -> None:

@@ -7,7 +7,7 @@ scores of +-1e4, broadcast masks, and properties that hold whatever the inputs.
 """
 import numpy as np
 
-from autograder.checks.api import CheckFailure, assert_close, assert_shape, check
+from autograder.checks.api import CheckFailure, assert_close, assert_shape, check, detail
 
 EXAMPLE_QUERIES = np.array([[1, 0], [0, 1], [1, 1]], np.float32)        # (n_q=3, d_k=2)
 EXAMPLE_KEYS = np.array([[1, 2], [3, -1]], np.float32)                  # (n_k=2, d_k=2)
@@ -35,8 +35,8 @@ def _rows_sum_to_one(weights: np.ndarray, rows_with_keys: np.ndarray, what="weig
     off = rows_with_keys & ~np.isclose(sums, 1.0, atol=1e-5)
     if off.any():
         i = tuple(int(n) for n in np.argwhere(off)[0])
-        raise CheckFailure(f"{what}: the row at {i} sums to {sums[i]:.6g}, not 1. Is the softmax taken "
-                           "over the last axis (the keys)?")
+        raise CheckFailure(detail(f"{what}: a row does not sum to 1. Is the softmax taken over the last "
+                                  "axis (the keys)?", f"the row at {i} sums to {sums[i]:.6g}."))
 
 
 # --- dot_product_scores --------------------------------------------------------------------------
@@ -247,7 +247,7 @@ def test_masked_softmax_random(student, oracle, rng):
 
 @check("masked_softmax", points=1)
 def test_masked_softmax_masked_keys_get_nothing(student, oracle, rng):
-    """masked keys get weight exactly 0, however large their score; other rows sum to 1"""
+    """masked keys get weight exactly 0, however large their score; the others share it by softmax"""
     scores = _normal(rng, 4, 7)
     mask = _random_mask(rng, 4, 7, p_allowed=0.5)
     mask[:, 0] = True
@@ -258,6 +258,9 @@ def test_masked_softmax_masked_keys_get_nothing(student, oracle, rng):
         raise CheckFailure("weights: a masked key got a non-zero weight (or NaN). Masked keys must get "
                            "exactly 0, whatever their score; True in the mask means 'may attend'.")
     _rows_sum_to_one(got, np.ones(4, bool))
+    # Unmasked scores are within a few units of each other, so no row may put all its weight on one
+    # key (an argmax is not a softmax).
+    assert_close(got, oracle.masked_softmax(scores, mask), what="weights")
 
 
 # --- padding_mask --------------------------------------------------------------------------------
@@ -356,7 +359,8 @@ def test_tree_mask_random_trees(student, oracle, rng):
     """random trees, numbered in any order (a parent may come after its child)"""
     for n in (5, 9):
         parents = _random_parents(rng, n)
-        assert_close(student.tree_mask(parents), oracle.tree_mask(parents), what=f"mask of parents {parents.tolist()}")
+        # The parents are hidden inputs: the message names the tree's size, never its shape.
+        assert_close(student.tree_mask(parents), oracle.tree_mask(parents), what=f"mask of a random {n}-node tree")
 
 
 # --- scaled_dot_product_attention ----------------------------------------------------------------
@@ -434,10 +438,15 @@ def test_scaled_dot_product_attention_large_scores(student, oracle, rng):
 
 @check("scaled_dot_product_attention", points=1)
 def test_scaled_dot_product_attention_permutation(student, oracle, rng):
-    """shuffling the keys and values together leaves the output unchanged"""
+    """shuffling the keys and values together leaves the output unchanged; the output follows the values"""
     queries, keys, values = _normal(rng, 2, 3, 4), _normal(rng, 2, 6, 4), _normal(rng, 2, 6, 5)
     perm = rng.permutation(6)
     output, weights = _output_and_weights(student.scaled_dot_product_attention(queries, keys, values))
+    _rows_sum_to_one(weights, np.ones((2, 3), bool))
+    # The weights sum to one, so shifting every value by 1 shifts every output by 1: an output that
+    # ignores the values (all zeros, say) cannot pass.
+    shifted, _ = _output_and_weights(student.scaled_dot_product_attention(queries, keys, values + 1))
+    assert_close(shifted, output + 1, what="output when every value is 1 larger")
     shuffled_output, shuffled_weights = _output_and_weights(
         student.scaled_dot_product_attention(queries, keys[:, perm], values[:, perm]))
     assert_close(shuffled_output, output, what="output for the shuffled keys and values")

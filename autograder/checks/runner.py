@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autograder.checks.api import CheckFailure, NotImplementedYet, meta_of
+from autograder import untrusted
+from autograder.checks.api import CheckFailure, NotImplementedYet, detail, meta_of
 from autograder.execute import Handle, Reply, _read_reply
 from autograder.results import CheckResult
 from autograder.sandbox import calls, convert
@@ -85,14 +86,21 @@ class StudentProxy:
         if reply.status == "error":
             raise CheckFailure(f"{name} raised an error:\n{reply.error.rstrip()}")
         if reply.status == "died":
-            raise CheckFailure(f"{name}: {reply.error}")
+            raise CheckFailure(f"{name}: {untrusted.name(reply.error, 200)}")
         if tensors:
             want = TENSOR_TYPE[self._framework]
             values = reply.value if isinstance(reply.value, tuple) else (reply.value,)
             for value, kind in zip(values, reply.types):
                 if isinstance(value, np.ndarray) and kind != want:
-                    raise CheckFailure(f"{name} returned a {kind}; the exercise asks for a {want}.")
+                    # The type's name is the submission's to choose: named only if it is a known one.
+                    shown = kind if kind in convert.KNOWN_TYPES else "an object of another type"
+                    raise CheckFailure(detail(f"{name} returned {_article(shown)}; the exercise asks for "
+                                              f"{_article(want)}.", f"(the type it returned: {kind})"))
         return reply.value
+
+
+def _article(kind: str) -> str:
+    return kind if kind.startswith(("a ", "an ")) else f"a {kind}"
 
 
 class RemoteModule:
@@ -109,6 +117,22 @@ class RemoteModule:
 
     def __call__(self, *args, **kwargs):
         return self._proxy._request({"kind": "call", "handle": self._handle.id}, self._name, args, kwargs)
+
+
+MAX_OUTPUT, MAX_OUTPUT_LINES = 2500, 45   # a check's message: a student's traceback and a hint
+
+
+def _message(exc: BaseException | None) -> str:
+    """A failed check's message; its first line never quotes what the submission returned."""
+    if isinstance(exc, CheckFailure):
+        return str(exc)
+    if isinstance(exc, AssertionError):
+        # A bare `assert` in a check: pytest's rewritten message quotes the values compared.
+        text = str(exc)
+        summary = "" if text.startswith("assert ") else text.split("\nassert ")[0].split("\n")[0]
+        return detail(summary or "a property this check tests does not hold.", text)
+    return detail(f"the check itself failed ({type(exc).__name__}); tell your instructor",
+                  untrusted.neutral(str(exc), 500, 5))
 
 
 def stable_seed(base: int, name: str) -> int:
@@ -175,13 +199,8 @@ class _Plugin:
         what = doc[0].strip() if doc else item.name.removeprefix("test_").replace("_", " ")
         output = ""
         if report.failed:
-            exc = call.excinfo.value if call.excinfo else None
-            if isinstance(exc, CheckFailure):
-                output = str(exc)
-            elif isinstance(exc, AssertionError):
-                output = str(exc).split("\nassert ")[0] or report.longreprtext[-1500:]
-            else:
-                output = f"the check itself failed ({type(exc).__name__}: {exc}); tell your instructor"
+            output = untrusted.neutral(_message(call.excinfo.value if call.excinfo else None),
+                                       MAX_OUTPUT, MAX_OUTPUT_LINES)
         return CheckResult(
             exercise=meta.exercise, name=f"{meta.exercise}: {what}",
             score=meta.points if report.passed else 0.0, max_score=meta.points,

@@ -1,7 +1,8 @@
 """The batch as a table: grades.csv for the LMS, and a summary for the terminal.
 
 grades.csv: one row per submission, sorted by name; columns
-`submission, chapter, framework, <exercise>..., total, max_total, error`.
+`submission, file, chapter, framework, <exercise>..., total, max_total, error`; `file` is the
+submitted file's path as given on the command line (the submission's name is a cleaned-up form).
 Exercise columns follow each assignment's order, united across chapters in first-seen order (over
 the sorted rows, so the header does not depend on which job finished first). A cell is empty where
 the submission's assignment has no such exercise. The file is UTF-8 without a byte-order mark (a
@@ -24,7 +25,7 @@ from autograder.report.numbers import fmt_percent, fmt_points
 from autograder.report.sections import NOTEBOOK, framework_label, one_line, sections
 from autograder.results import SubmissionResult
 
-FIXED_HEAD = ["submission", "chapter", "framework"]
+FIXED_HEAD = ["submission", "file", "chapter", "framework"]
 FIXED_TAIL = ["total", "max_total", "error"]
 # A spreadsheet runs a cell starting with these as a formula; error text can quote student code.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -59,7 +60,7 @@ def grade_rows(results: list[SubmissionResult]) -> list[list[str]]:
     for r in by_name(results):
         cells = _exercise_cells(r)
         rows.append([
-            r.submission, r.chapter or "", r.framework or "",
+            r.submission, _safe_text(r.path), r.chapter or "", r.framework or "",
             *(cells.get(name, "") for name in exercises),
             fmt_points(r.score),
             fmt_points(r.max_score) if r.checks else "",   # unknown, not 0, when nothing ran

@@ -59,27 +59,69 @@ def to_framework(array: np.ndarray, framework: str):
     return tf.constant(array)
 
 
+# What `type_name` reports; anything else is the submission's own class, named for the instructor.
+KNOWN_TYPES = ("torch.Tensor", "tf.Tensor", "numpy.ndarray", "a numpy.ndarray subclass")
+MAX_TYPE_NAME = 80
+
+
+def _torch_tensor_class():
+    """torch's real Tensor class, or None. Taken from `torch._C`, where a submission that rebinds
+    `torch.Tensor` to a class of its own does not reach; every real tensor subclasses `TensorBase`."""
+    import sys
+
+    torch_c = getattr(sys.modules.get("torch"), "_C", None)
+    base = getattr(torch_c, "TensorBase", None) or getattr(torch_c, "_TensorBase", None)
+    return base if isinstance(base, type) else None
+
+
+def _tf_tensor_classes():
+    """TensorFlow's eager tensor and variable classes, or (). An EagerTensor is made in C; a class
+    that only subclasses the Python `tf.Tensor` is not one."""
+    import sys
+
+    if "tensorflow" not in sys.modules:
+        return ()
+    from tensorflow.python.framework import ops
+    from tensorflow.python.ops import resource_variable_ops
+
+    return (ops.EagerTensor, resource_variable_ops.BaseResourceVariable)
+
+
 def type_name(value) -> str:
-    cls = type(value)
-    module = cls.__module__.split(".")[0]
-    if module == "torch" and cls.__name__ in ("Tensor", "Parameter"):
+    """What the value really is, judged by its class's ancestry, never by its name: a class named
+    `Tensor` in a module named `torch` is not a torch.Tensor."""
+    cls = type(value)   # unlike value.__class__, type() cannot be faked
+    torch_tensor = _torch_tensor_class()
+    if torch_tensor is not None and issubclass(cls, torch_tensor):
         return "torch.Tensor"
-    if module in ("tensorflow", "keras") and hasattr(value, "numpy") and hasattr(value, "dtype"):
+    tf_classes = _tf_tensor_classes()
+    if tf_classes and issubclass(cls, tf_classes):
         return "tf.Tensor"
     if cls is np.ndarray:
         return "numpy.ndarray"
-    return f"{cls.__module__}.{cls.__qualname__}"
+    if issubclass(cls, np.ndarray):
+        return "a numpy.ndarray subclass"
+    # Never one of KNOWN_TYPES, whatever the class calls itself.
+    return f"a class named {cls.__module__}.{cls.__qualname__}"[:MAX_TYPE_NAME]
 
 
 def to_numpy(value) -> np.ndarray:
-    """A returned tensor -> a plain ndarray (no subclass, no object dtype)."""
-    if hasattr(value, "detach"):           # torch
-        value = value.detach().cpu()
-        if str(value.dtype) == "torch.bfloat16":
-            value = value.float()
-        value = value.numpy()
-    elif hasattr(value, "numpy") and not isinstance(value, np.ndarray):   # tf.Tensor / Variable
-        value = value.numpy()
+    """A returned tensor -> a plain ndarray (no subclass, no object dtype), through the frameworks'
+    own conversions for real tensors (a subclass's overridden `numpy()` is not asked)."""
+    kind = type_name(value)
+    if kind == "torch.Tensor":
+        import torch
+
+        with torch._C.DisableTorchFunctionSubclass():
+            tensor = torch.Tensor.detach(value).cpu()
+            if tensor.dtype == torch.bfloat16:
+                tensor = tensor.float()
+            value = torch.Tensor.numpy(tensor.as_subclass(torch.Tensor))
+    elif kind == "tf.Tensor":
+        import tensorflow as tf
+
+        value = tf.convert_to_tensor(value)
+        value = type(tf.constant(0)).numpy(value)
     array = np.asarray(value)
     if array.dtype == object:
         raise TypeError("returned an object array")
