@@ -19,8 +19,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from autograder.batch import Misuse, grade_batch
 from autograder import isolation
+from autograder.batch import Misuse, grade_batch
 from autograder.grade import Options
 
 err = Console(stderr=True)
@@ -88,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
 def _grade(args) -> int:
     if args.jobs < 1 or args.timeout <= 0:
         raise Misuse("--jobs must be at least 1 and --timeout positive")
+    inputs = {p if p.is_dir() else p.parent for p in args.submissions}
     options = Options(timeout=args.timeout, seed=args.seed, require_sandbox=args.require_sandbox,
                       unsafe_no_sandbox=args.unsafe_no_sandbox, expect=args.assignment,
                       protected=(*sorted(inputs), args.out))
@@ -95,22 +96,13 @@ def _grade(args) -> int:
     results = grade_batch(args.submissions, args.out, options, jobs=args.jobs, progress=_Bar())
     from autograder.report.table import print_summary
 
-    inputs = {p if p.is_dir() else p.parent for p in args.submissions}
     print_summary(results, Console())
     print(f"wrote {args.out / 'grades.csv'} and a results.json + feedback per submission")
+    if level == isolation.NONE:
+        err.print(f"[bold red]warning:[/bold red] {isolation.OFF_WARNING}")
     return 0
 
 
-def _check(args) -> int:
-    from autograder.student import verdict
-    if level == isolation.NONE:
-        err.print(f"[bold red]warning:[/bold red] {isolation.OFF_WARNING}")
-
-    # A student checks their own code on their own machine: the best isolation available, and no
-    # refusal when there is none (it is their code), but they are told.
-    options = Options(public_only=True, exercise=args.exercise, unsafe_no_sandbox=True,
-                      protected=(args.notebook.parent,))
-    results = grade_batch([args.notebook], _scratch(), options)
 def _isolation(options: Options, out: Path) -> str:
     """Choose the level before any student code runs, and say it; refuse (exit 2) when none fits."""
     try:
@@ -127,6 +119,14 @@ def _isolation(options: Options, out: Path) -> str:
     return level
 
 
+def _check(args) -> int:
+    from autograder.student import verdict
+
+    # A student checks their own code on their own machine: the best isolation available, and no
+    # refusal when there is none (it is their code), but they are told.
+    options = Options(public_only=True, exercise=args.exercise, unsafe_no_sandbox=True,
+                      protected=(args.notebook.parent,))
+    results = grade_batch([args.notebook], _scratch(), options)
     result = results[0]
     if result.error:
         print(f"cannot check {args.notebook}: {result.error}")

@@ -349,6 +349,7 @@ class Reply:
     types: list[str] = field(default_factory=list)
     error: str = ""
     builtins: list[str] = field(default_factory=list)
+    peak_bytes: int = 0               # the call's peak memory over its start, as the student side measured it
 
 
 class Runner:
@@ -363,6 +364,7 @@ class Runner:
         self.outcomes: list[CellOutcome] = []
         self.gave_up = ""
         self.timeouts: dict[str, int] = {}   # function -> calls that hit the time limit
+        self.reported: set[str] = set()      # forbidden built-ins the sandbox reported since the last call
 
     # -- life cycle
     def _open(self) -> None:
@@ -395,7 +397,8 @@ class Runner:
         self.sock.settimeout(timeout)
         try:
             protocol.send(self.sock, header, arrays)
-            return protocol.recv(self.sock)
+            # reports of forbidden built-ins come first, sent the moment they were called
+            return tracer.recv_reply(self.sock, self.reported, timeout)
         except (socket.timeout, TimeoutError):
             limit = "the submission's time limit" if timeout < seconds else f"the {seconds:.3g} s limit"
             raise Died(self._died(f"timed out: still running after {limit}", grace=False)) from None
@@ -454,6 +457,7 @@ class Runner:
         if self.timeouts.get(name, 0) >= 2:   # a hanging exercise must not eat the whole budget
             return Reply("died", error="not run: it timed out twice already")
         spec, arrays = convert.encode_args(args, kwargs)
+        self.reported.clear()
         try:
             if self.sock is None:
                 self._replay()
@@ -462,8 +466,10 @@ class Runner:
         except Died as died:
             if str(died).startswith("timed out"):
                 self.timeouts[name] = self.timeouts.get(name, 0) + 1
-            return Reply("died", error=str(died))
-        return _read_reply(head, out)
+            return Reply("died", error=str(died), builtins=sorted(self.reported))
+        reply = _read_reply(head, out)
+        reply.builtins = sorted(set(reply.builtins) | self.reported)
+        return reply
 
     def call(self, name: str, args: tuple, kwargs: dict) -> Reply:
         return self.request({"name": name}, args, kwargs)
@@ -517,7 +523,7 @@ def _read_reply(head: dict, arrays: dict[str, np.ndarray]) -> Reply:
         handle = result.get("handle")
         if not isinstance(handle, str) or len(handle) > 20:
             return Reply("error", error=MALFORMED, builtins=builtins)
-        return Reply("ok", value=Handle(handle), types=["object"], builtins=builtins)
+        return Reply("ok", value=Handle(handle), types=["object"], builtins=builtins, peak_bytes=_peak(head))
     try:
         items, types = [], []
         for item in result["items"]:
@@ -541,5 +547,10 @@ def _read_reply(head: dict, arrays: dict[str, np.ndarray]) -> Reply:
             raise ValueError("bad single")
     except (KeyError, TypeError, ValueError, IndexError, AttributeError):
         return Reply("error", error=MALFORMED, builtins=builtins)
-    return Reply("ok", value=value, types=types, builtins=builtins)
+    return Reply("ok", value=value, types=types, builtins=builtins, peak_bytes=_peak(head))
 
+
+def _peak(head: dict) -> int:
+    """The reply's "peak_bytes": a non-negative int (below 1 PiB), else 0."""
+    peak = head.get("peak_bytes", 0)
+    return peak if type(peak) is int and 0 <= peak < 1 << 50 else 0

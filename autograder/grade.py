@@ -141,7 +141,9 @@ def _grade(path: Path, sandboxes: Sandboxes, result: SubmissionResult, start: fl
                                     public_only=options.public_only, seed=options.seed)
     finally:
         runner.close()
-    used = {k: set(v) for k, v in scan.forbidden_uses(sub.cells, sub.exercises).items()}
+    findings = scan.scan(sub.cells, sub.exercises)
+    result.notes = findings.notes
+    used = {k: set(v) for k, v in findings.charged.items()}
     for exercise, names in traced.items():
         used.setdefault(exercise, set()).update(names)
     result.builtins = {k: sorted(v) for k, v in used.items()}

@@ -51,6 +51,7 @@ class SubmissionResult:
     checks: list[CheckResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)   # e.g. reduced isolation
     builtins: dict[str, list[str]] = field(default_factory=dict)  # exercise -> forbidden calls seen
+    notes: list[str] = field(default_factory=list)   # instructor only: what the built-in scan could not settle
     sandbox: str = ""                  # "bubblewrap" or "rlimits only"
     seconds: float = 0.0
     exercises: list[str] = field(default_factory=list)  # the assignment's exercises, in order

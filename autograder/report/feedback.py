@@ -100,6 +100,9 @@ def feedback_markdown(result: SubmissionResult, *, instructor: bool = False) -> 
     ]
     for warning in result.warnings:
         out += [f"> **⚠ Warning:** {md_text(warning)}", ""]
+    if instructor and result.notes:   # the built-in scan's doubts: for staff, never for the student
+        out += ["## For the instructor: what the built-in check could not settle", "",
+                *(f"- {md_text(note)}" for note in result.notes), ""]
     if result.error:
         out += ["## ✗ This submission could not be graded", "", *md_block(result.error), "",
                 _error_hint(result), ""]
@@ -175,6 +178,9 @@ def feedback_html(result: SubmissionResult, *, instructor: bool = False) -> str:
     for warning in result.warnings:
         body.append(f'<div class="banner warning" role="alert"><strong>⚠ Warning:</strong> '
                     f"{_h(warning)}</div>")
+    if instructor and result.notes:
+        items = "".join(f"<li>{_h(note)}</li>" for note in result.notes)
+        body.append(f"<h2>For the instructor: what the built-in check could not settle</h2><ul>{items}</ul>")
     if result.error:
         body.append(f'<div class="banner error" role="alert"><strong>{FAIL} This submission could '
                     f"not be graded.</strong><pre>{_h(result.error)}</pre>{_h(_error_hint(result))}</div>")
