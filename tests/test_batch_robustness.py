@@ -321,7 +321,9 @@ def _crash_kinds() -> dict[str, object]:
     }
 
 
+# ~2 minutes on 2 cores: the gallery tier, so `make test-fast` leaves it to `make test`
 @pytest.mark.slow
+@pytest.mark.xdist_group("gallery")
 def test_a_class_of_100_with_every_crash_kind_finishes_and_reruns_only_what_needs_it(tmp_path, monkeypatch):
     folder, out = tmp_path / "class", tmp_path / "out"
     folder.mkdir()
