@@ -21,6 +21,7 @@ from autograder.report.feedback import feedback_html, feedback_markdown
 from autograder.report.gradescope import to_gradescope, validate_gradescope
 from autograder.report.histogram import percentages, render_histogram
 from autograder.report.numbers import fmt_points
+from autograder.report.summary import exercise_summary, summary_markdown
 from autograder.results import RUNS_TOP_TO_BOTTOM, CheckResult, SubmissionResult
 
 GOLDEN = Path(__file__).parent / "golden" / "report"
@@ -313,6 +314,7 @@ def test_submission_names_cannot_escape_the_output_folder(tmp_path, name):
 
 def test_batch_report(tmp_path):
     paths = report.write_batch_report(batch(), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grades.csv", "histogram.png", "summary.md"]
     assert paths["histogram.png"].read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert paths["grades.csv"].read_text(encoding="utf-8").startswith("submission,")
     assert leftovers(tmp_path) == []
@@ -334,6 +336,74 @@ def test_terminal_summary_prints_names_literally():
     assert "masked_softmax" in text and "2 of 5 submissions could not be graded" in text
 
 
+# --- class summary: what to reteach ---------------------------------------------------------------
+
+def test_summary_rows_give_mean_full_marks_and_the_most_failed_check():
+    rows = {row.exercise: row for row in exercise_summary(batch())}
+    assert list(rows) == ["dot_product_scores", "masked_softmax", "logsumexp", "softmax_jacobian"]
+    dot, soft, lse, jac = rows.values()
+    assert (dot.graded, dot.mean, dot.max_score, dot.full_marks) == (2, 0.75, 1, 1)
+    assert (dot.most_failed, dot.failed_by, dot.tied) == ("matches the oracle on batched inputs", 1, 0)
+    assert (soft.graded, soft.mean, soft.max_score, soft.full_marks) == (2, 1.75, 2.5, 1)
+    assert soft.most_failed == "fully masked rows are zero, not NaN"   # hidden checks count too
+    assert (lse.full_marks, lse.most_failed, lse.failed_by) == (1, "", 0)
+    assert (jac.graded, jac.full_marks, jac.full_share, jac.failed_by) == (1, 0, 0.0, 1)
+
+
+def test_summary_counts_failures_per_submission_and_reports_ties():
+    results = []
+    for i, (first, second) in enumerate([(0, 0), (0, 1), (1, 0), (0, 1)]):
+        r = full_marks()
+        r.submission = f"s{i}"
+        r.checks = [check("dot_product_scores", "worked example", first, 1),
+                    check("dot_product_scores", "batched shape", second, 1)]
+        results.append(r)
+    row = next(r for r in exercise_summary(results) if r.exercise == "dot_product_scores")
+    assert (row.most_failed, row.failed_by, row.tied) == ("worked example", 3, 0)
+    assert (row.full_marks, row.graded, row.mean) == (0, 4, 0.75)
+    results[1].checks[1].status, results[1].checks[1].score = "failed", 0   # now 3 and 3
+    row = next(r for r in exercise_summary(results) if r.exercise == "dot_product_scores")
+    assert (row.most_failed, row.failed_by, row.tied) == ("worked example", 3, 1)
+
+
+def test_full_marks_are_the_exercises_full_marks_not_what_ran():
+    """A submission whose grading stopped before an exercise's last check did not earn full marks."""
+    cut = full_marks()
+    cut.submission = "cut"
+    cut.checks = [c for c in cut.checks if c.visibility != "hidden"]   # the hidden 1.5 never ran
+    row = next(r for r in exercise_summary([full_marks(), cut]) if r.exercise == "masked_softmax")
+    assert (row.max_score, row.full_marks, row.mean) == (2.5, 1, 1.75)
+
+
+def test_summary_md_is_written_beside_grades_csv_and_renders_the_same_rows(tmp_path):
+    paths = report.write_batch_report(batch(), tmp_path)
+    assert paths["summary.md"] == tmp_path / "summary.md"
+    md = paths["summary.md"].read_text(encoding="utf-8")
+    assert "| `masked_softmax` | 1.75 / 2.5 | 70% | 1 of 2 (50%) | fully masked rows are zero, not NaN | 1 of 2 |" in md
+    assert "| `logsumexp` | 2 / 2 | 100% | 1 of 1 (100%) | none failed |  |" in md
+    assert "4 submissions: 3 graded, 1 could not be graded" in md
+    assert "`carol` (`carol.ipynb`): notebook metadata has no course.chapter" in md
+    rendered = MarkdownIt("commonmark").enable("table").render(md)
+    assert rendered.count("<tr>") == 1 + 4
+
+
+def test_summary_md_keeps_names_and_errors_inert(tmp_path):
+    odd = errored()
+    odd.submission, odd.path, odd.error = "a|b", "x|`y`.ipynb", f"{SCRIPT} | broke"
+    md = summary_markdown(batch() + [odd])
+    rendered = MarkdownIt("commonmark").enable("table").render(md)
+    assert "<script>" not in rendered and "&lt;script&gt;" in rendered
+    assert rendered.count("<tr>") == 1 + 4   # a pipe in a name cannot add a column or a row
+
+
+def test_terminal_summary_shows_the_same_rows():
+    console = Console(record=True, width=200)
+    report.print_summary(batch(), console)
+    text = console.export_text()
+    assert "1 of 2 (50%)" in text and "fully masked rows are zero, not NaN" in text
+    assert "1.75 / 2.5" in text and "none failed" in text
+
+
 # --- golden files ---------------------------------------------------------------------------------
 
 def golden(name: str, actual: bytes) -> None:
@@ -347,6 +417,10 @@ def golden(name: str, actual: bytes) -> None:
 
 def test_golden_grades_csv(tmp_path):
     golden("grades.csv", table.write_grades_csv(batch(), tmp_path / "grades.csv").read_bytes())
+
+
+def test_golden_summary_md():
+    golden("summary.md", summary_markdown(batch()).encode("utf-8"))
 
 
 @pytest.mark.parametrize("make", [full_marks, partial, errored, reduced_isolation])

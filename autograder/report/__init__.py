@@ -6,7 +6,8 @@ Per submission, in DIR/<submission>/:
     feedback_instructor.md   every message in full, for staff only
     result.json              the whole SubmissionResult, written LAST: its presence means the
                              submission's report is complete, which is what a resumed batch checks
-For the batch, in DIR/: grades.csv and histogram.png (table.py, histogram.py).
+For the batch, in DIR/: grades.csv, summary.md (per exercise: mean, full marks, most failed check)
+and histogram.png (table.py, summary.py, histogram.py).
 histogram.py (matplotlib) is imported only when needed: run_autograder on Gradescope, and every
 `check` a student runs, would otherwise pay a second for a plot they never draw.
 
@@ -21,13 +22,14 @@ from pathlib import Path
 from autograder.report.atomic import remove_durably, write_atomic
 from autograder.report.feedback import feedback_html, feedback_markdown
 from autograder.report.gradescope import to_gradescope, validate_gradescope
+from autograder.report.summary import summary_markdown
 from autograder.report.table import print_summary, summary_table, write_grades_csv
 from autograder.results import SubmissionResult
 
 __all__ = [
     "feedback_html", "feedback_markdown", "print_summary", "read_submission_result",
     "submission_dir", "summary_table", "to_gradescope", "validate_gradescope",
-    "write_batch_report", "write_grades_csv", "write_histogram", "write_submission_report",
+    "write_batch_report", "write_grades_csv", "write_submission_report",
 ]
 
 COMPLETE_MARKER = "result.json"
@@ -78,20 +80,14 @@ def read_submission_result(out_dir: Path, submission: str) -> SubmissionResult |
     return result if result.submission == submission else None
 
 
-def __getattr__(name: str):
-    if name == "write_histogram":
-        from autograder.report.histogram import write_histogram
-        return write_histogram
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def write_batch_report(results: list[SubmissionResult], out_dir: Path) -> dict[str, Path]:
-    """grades.csv and histogram.png for the whole batch; returns their paths by name."""
+    """grades.csv, summary.md and histogram.png for the whole batch; returns their paths by name."""
     from autograder.report.histogram import write_histogram
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     return {
         "grades.csv": write_grades_csv(results, out_dir / "grades.csv"),
+        "summary.md": write_atomic(out_dir / "summary.md", summary_markdown(results)),
         "histogram.png": write_histogram(results, out_dir / "histogram.png"),
     }

@@ -55,3 +55,19 @@ def sections(result: SubmissionResult) -> list[Section]:
 def one_line(text: str) -> str:
     """Collapse any whitespace run (newlines included) to one space."""
     return " ".join(text.split())
+
+
+def by_name(results: list[SubmissionResult]) -> list[SubmissionResult]:
+    """The order of every batch report: by name, case-insensitively, whatever finished first."""
+    return sorted(results, key=lambda r: (r.submission.casefold(), r.submission))
+
+
+def exercise_columns(results: list[SubmissionResult]) -> list[str]:
+    """Exercise names, each assignment's in its order, united across chapters in first-seen order
+    over the sorted results (so the order does not depend on which job finished first)."""
+    seen: dict[str, None] = {}
+    for result in by_name(results):
+        for section in sections(result):
+            if section.title != NOTEBOOK:
+                seen.setdefault(section.title, None)
+    return list(seen)

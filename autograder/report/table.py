@@ -1,4 +1,4 @@
-"""The batch as a table: grades.csv for the LMS, and a summary for the terminal.
+"""The batch as a table: grades.csv for the LMS, and the summary for the terminal.
 
 grades.csv: one row per submission, sorted by name; columns
 `submission, file, chapter, framework, <exercise>..., total, max_total, error`; `file` is the
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-import statistics
 from pathlib import Path
 
 from rich.console import Console
@@ -22,26 +21,14 @@ from rich.text import Text
 
 from autograder.report.atomic import write_atomic
 from autograder.report.numbers import fmt_percent, fmt_points
-from autograder.report.sections import NOTEBOOK, framework_label, one_line, sections
+from autograder.report.sections import NOTEBOOK, by_name, exercise_columns, framework_label, one_line, sections
+from autograder.report.summary import HEADERS, exercise_summary, summary_cells
 from autograder.results import SubmissionResult
 
 FIXED_HEAD = ["submission", "file", "chapter", "framework"]
 FIXED_TAIL = ["total", "max_total", "error"]
 # A spreadsheet runs a cell starting with these as a formula; error text can quote student code.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def by_name(results: list[SubmissionResult]) -> list[SubmissionResult]:
-    return sorted(results, key=lambda r: (r.submission.casefold(), r.submission))
-
-
-def exercise_columns(results: list[SubmissionResult]) -> list[str]:
-    seen: dict[str, None] = {}
-    for result in by_name(results):
-        for section in sections(result):
-            if section.title != NOTEBOOK:
-                seen.setdefault(section.title, None)
-    return list(seen)
 
 
 def _exercise_cells(result: SubmissionResult) -> dict[str, str]:
@@ -95,25 +82,15 @@ def summary_table(results: list[SubmissionResult]) -> Table:
     return table
 
 
-def exercise_means_table(results: list[SubmissionResult]) -> Table:
-    """Per exercise, the class mean over the submissions that were graded on it.
-
-    Errored submissions are left out: they say nothing about how hard an exercise is."""
-    table = Table(title="Class mean per exercise", title_justify="left")
-    table.add_column("exercise")
-    table.add_column("mean", justify="right")
-    table.add_column("%", justify="right")
-    table.add_column("n", justify="right")
-    graded = [r for r in results if not r.error]
-    for name in exercise_columns(graded):
-        scored = [(s.score, s.max_score) for r in graded for s in sections(r)
-                  if s.title == name and s.checks]
-        if not scored:
-            continue
-        mean = statistics.fmean(score for score, _ in scored)
-        top = statistics.fmean(top for _, top in scored)
-        table.add_row(Text(name), f"{fmt_points(round(mean, 2))} / {fmt_points(top)}",
-                      fmt_percent(mean, top), str(len(scored)))
+def exercise_summary_table(results: list[SubmissionResult]) -> Table:
+    """summary.py's rows, as summary.md shows them: what to reteach."""
+    table = Table(title="Class summary per exercise (graded submissions)", title_justify="left")
+    for header in HEADERS:
+        right = header in ("mean", "%", "full marks", "failed by")
+        table.add_column(header, justify="right" if right else "left",
+                         overflow="fold" if header == "most failed check" else "ellipsis")
+    for row in exercise_summary(results):
+        table.add_row(*(Text(cell) for cell in summary_cells(row)))
     return table
 
 
@@ -121,7 +98,7 @@ def print_summary(results: list[SubmissionResult], console: Console | None = Non
     """What `grade` prints at the end of a batch."""
     console = console or Console()
     console.print(summary_table(results))
-    console.print(exercise_means_table(results))
+    console.print(exercise_summary_table(results))
     errored = sum(1 for r in results if r.error)
     if errored:
         console.print(f"[bold red]{errored} of {len(results)} submissions could not be graded[/]")
