@@ -13,7 +13,9 @@ isolation level that the options allow works here (see autograder/isolation.py).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import tempfile
 from pathlib import Path
 
 from rich.console import Console
@@ -126,8 +128,8 @@ def _check(args) -> int:
     # refusal when there is none (it is their code), but they are told.
     options = Options(public_only=True, exercise=args.exercise, unsafe_no_sandbox=True,
                       protected=(args.notebook.parent,))
-    results = grade_batch([args.notebook], _scratch(), options)
-    result = results[0]
+    with _scratch() as scratch:   # the reports are not for the student: nothing stays behind
+        result = grade_batch([args.notebook], scratch, options)[0]
     if result.error:
         print(f"cannot check {args.notebook}: {result.error}")
         return 1
@@ -142,10 +144,11 @@ def _check(args) -> int:
     return 0
 
 
-def _scratch() -> Path:
-    import tempfile
-
-    return Path(tempfile.mkdtemp(prefix="autograder-check-"))
+@contextlib.contextmanager
+def _scratch():
+    """A private output folder for one `check`, removed however it ends (error, Ctrl-C)."""
+    with tempfile.TemporaryDirectory(prefix="autograder-check-", ignore_cleanup_errors=True) as folder:
+        yield Path(folder)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,22 +2,32 @@
 from __future__ import annotations
 
 import copy
+import os
 import re
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import nbformat
 import pytest
 
-from autograder import notebooks
+from autograder import cli, notebooks
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gallery")]
+# The runs that grade a real notebook start a framework's worker: the gallery tier. The clean-up
+# tests grade nothing real and stay in `make test-fast`.
 CHAPTER = "02_principles"
+SCRATCH_PREFIX = "autograder-check-"
 
 
-def check(path, *extra) -> subprocess.CompletedProcess:
+def check(path, *extra, tmpdir: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TMPDIR": str(tmpdir)} if tmpdir else None
     return subprocess.run([sys.executable, "-m", "autograder", "check", str(path), *extra],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, env=env)
+
+
+def scratch_dirs(tmpdir: Path) -> list[str]:
+    return sorted(p.name for p in tmpdir.iterdir() if p.name.startswith(SCRATCH_PREFIX))
 
 
 def public_counts() -> dict[str, int]:
@@ -29,14 +39,19 @@ def public_counts() -> dict[str, int]:
     return counts
 
 
-def test_the_reference_passes_every_public_check_and_only_those():
-    run = check(notebooks.master_path(CHAPTER, "torch"))
+@pytest.mark.slow
+@pytest.mark.xdist_group("gallery")
+def test_the_reference_passes_every_public_check_and_only_those(tmp_path):
+    run = check(notebooks.master_path(CHAPTER, "torch"), tmpdir=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
+    assert scratch_dirs(tmp_path) == []   # the check's own report folder is gone
     for exercise, n in public_counts().items():
         assert f"✓ {exercise}: all {n} public checks passed" in run.stdout
     assert "✓ runs top to bottom" in run.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("gallery")
 def test_an_untouched_notebook_is_not_implemented_yet_everywhere():
     run = check(notebooks.student_path(CHAPTER, "tf"))
     assert run.returncode == 0
@@ -44,6 +59,8 @@ def test_an_untouched_notebook_is_not_implemented_yet_everywhere():
         assert f"… {exercise}: not implemented yet" in run.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("gallery")
 def test_a_wrong_shape_says_which_shapes(tmp_path):
     nb = copy.deepcopy(nbformat.read(notebooks.master_path(CHAPTER, "torch"), as_version=4))
     cell = next(c for c in nb.cells if c.get("metadata", {}).get("course", {}).get("exercise") == "dot_product_scores")
@@ -56,9 +73,36 @@ def test_a_wrong_shape_says_which_shapes(tmp_path):
     assert "masked_softmax" not in run.stdout        # only the exercise asked for
 
 
-def test_a_bad_file_is_one_clear_line(tmp_path):
+def test_a_bad_file_is_one_clear_line_and_leaves_no_scratch_folder(tmp_path):
     path = tmp_path / "broken.ipynb"
     path.write_text("print('hello')\n")
-    run = check(path)
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    run = check(path, tmpdir=tmpdir)
     assert run.returncode == 1
     assert "not valid JSON" in run.stdout and "Traceback" not in run.stdout + run.stderr
+    assert scratch_dirs(tmpdir) == []
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt(), RuntimeError("the grader broke")],
+                         ids=["interrupted", "crashed"])
+def test_an_interrupted_or_crashed_check_leaves_no_scratch_folder(tmp_path, monkeypatch, stop):
+    path = tmp_path / "mine.ipynb"
+    path.write_text("{}")
+    seen = []
+
+    def grade_batch(paths, out, options, **kwargs):
+        seen.append(out)
+        (out / "mine").mkdir()
+        (out / "mine" / "feedback.md").write_text("half written")
+        raise stop
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(cli, "grade_batch", grade_batch)
+    if isinstance(stop, KeyboardInterrupt):
+        assert cli.main(["check", str(path)]) == 130
+    else:
+        with pytest.raises(RuntimeError):
+            cli.main(["check", str(path)])
+    assert seen and seen[0].name.startswith(SCRATCH_PREFIX) and seen[0].parent == tmp_path
+    assert scratch_dirs(tmp_path) == []
