@@ -69,7 +69,7 @@ def strip_solutions(source: str, cell_index: int) -> str:
 
 
 def _note(chapter: str, framework: str):
-    master = f"{notebooks.SOLUTIONS}/{chapter}/exercises_{framework}.ipynb"
+    master = notebooks.master_path(chapter, framework).relative_to(notebooks.REPO_ROOT).as_posix()
     text = (f"> Generated from `{master}` by `make exercises`. Maintainers: edit the master and "
             "regenerate; don't edit this file. Students: this notebook is yours to work in.")
     cell = nbformat.v4.new_markdown_cell(text)
@@ -160,12 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.check:
-            stale = [(c, f) for c, f in notebooks.assignments() if not is_current(c, f)]
+            stale = [(c, f) for c, f in chapters.assignments() if not is_current(c, f)]
             for chapter, framework in stale:
                 print(f"out of date: {notebooks.student_path(chapter, framework).relative_to(notebooks.REPO_ROOT)}"
                       f" (run make exercises)")
             return 1 if stale else 0
-        for chapter, framework in notebooks.assignments():
+        for chapter, framework in chapters.assignments():
             text = generate(chapter, framework)
             path = notebooks.student_path(chapter, framework)
             shown = path.relative_to(notebooks.REPO_ROOT)

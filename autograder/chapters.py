@@ -27,17 +27,20 @@ class Forbidden:
         return getattr(self, framework)
 
 
-# The frameworks' ready-made attention, which the contract forbids inside any exercise that
-# implements a mechanism ("No built-in for the exercise's own job").
-ATTENTION_BUILTINS = Forbidden(
-    torch=("torch.nn.functional.scaled_dot_product_attention",
-           "torch.nn.MultiheadAttention",
-           "torch.nn.TransformerEncoderLayer"),
-    tf=("keras.layers.MultiHeadAttention",
-        "keras.layers.Attention",
-        "keras.layers.AdditiveAttention",
-        "keras.ops.dot_product_attention"),
-)
+def _attention_builtins() -> Forbidden:
+    """The frameworks' ready-made attention, which the contract forbids inside any exercise that
+    implements a mechanism ("No built-in for the exercise's own job").
+
+    Read from the tracer's tables, never copied: the sandboxed worker sees only
+    `autograder/sandbox/`, so the tables must live there, and the record names what they detect."""
+    from autograder.sandbox import tracer
+
+    names = sorted(tracer.KNOWN)
+    return Forbidden(torch=tuple(n for n in names if tracer.family_of(n) == "torch"),
+                     tf=tuple(n for n in names if tracer.family_of(n) == "keras"))
+
+
+ATTENTION_BUILTINS = _attention_builtins()
 
 
 @dataclass(frozen=True)
@@ -89,9 +92,13 @@ class Chapter:
 
     @property
     def oracle_module(self) -> str:
-        # Today's oracle modules are named without the number (issue 9 renames them to
-        # `ch<slug>`, so that `math` or `code` cannot shadow the standard library).
-        return f"autograder.oracle.{self.slug.split('_', 1)[1]}"
+        # `ch<slug>`, never the bare name: `oracle/math.py` or `oracle/code.py` would shadow the
+        # standard library for any script run from inside the package.
+        return f"autograder.oracle.ch{self.slug}"
+
+    @property
+    def oracle_path(self) -> Path:
+        return REPO_ROOT / "autograder" / "oracle" / f"ch{self.slug}.py"
 
     def binding(self, framework: str) -> str:
         """The setup cell's lines that bind `check` to this assignment (checked by `assign`)."""
@@ -152,10 +159,19 @@ class Chapter:
                 problems.append(f"{self.checks_module} has no public check for {name}: check() would say nothing")
         problems += [f"{self.checks_module} checks {name}, which the record does not list"
                      for name in sorted(checked - set(self.exercises))]
+        if not self.oracle_path.is_file():
+            return problems + [f"{self.oracle_path.relative_to(REPO_ROOT)} is missing (the oracle of {self.slug})"]
         oracle = self.load_oracle()
         problems += [f"{self.oracle_module} has no function {name}"
                      for name in self.exercises if not callable(getattr(oracle, name, None))]
-        return problems
+        return problems + self._audit_forbidden()
+
+    def _audit_forbidden(self) -> list[str]:
+        """A record may only forbid what the grader can see being called."""
+        from autograder.sandbox import tracer
+
+        return [f"the record of {self.slug} forbids {name}, which the tracer and the scan do not detect"
+                for framework in FRAMEWORKS for name in self.forbidden[framework] if name not in tracer.KNOWN]
 
 
 @dataclass(frozen=True)
@@ -216,6 +232,12 @@ def chapter(slug: str) -> Chapter:
         return _BY_SLUG[slug]
     except (KeyError, TypeError):
         raise LookupError(f"no chapter {slug!r}; known: {', '.join(_BY_SLUG)}") from None
+
+
+def assignments() -> list[tuple[str, str]]:
+    """Every (chapter, framework) that can be graded, in book order: what `assign` generates, what
+    `grade` accepts in metadata.course, what the release and the tests go through."""
+    return [assignment for record in chapters_with_exercises() for assignment in record.assignments()]
 
 
 def chapters_of(exercise: str) -> list[Chapter]:

@@ -1,4 +1,4 @@
-"""Export one chapter's grader as a Gradescope autograder zip, and run it inside Gradescope.
+"""Build one chapter's Gradescope autograder zip, on the instructor's machine (trusted side).
 
     python -m autograder gradescope 02_principles [--framework torch] --out ch02.zip
 
@@ -12,10 +12,10 @@ image, and then, for every submission, runs `run_autograder` with the student's 
     pyproject.toml, autograder/    the grader, installed editable so it finds solutions/ beside it
     solutions/<chapter>/       the chapter's masters (the trusted side compares against them)
 
-`run_autograder` calls `python -m autograder.export run` (run_main below), which picks the
-submitted notebook whose metadata names this chapter, grades it with `python -m autograder grade`,
-and copies the single results.json into place. Every failure on the way still ends in a valid
-results.json that tells the student what happened.
+`run_autograder` calls `python -m autograder.inside_gradescope`, the part that runs on Gradescope:
+it picks the submitted notebook whose metadata names this chapter, grades it with `python -m
+autograder grade`, and copies the single results.json into place. Every failure on the way still
+ends in a valid results.json that tells the student what happened.
 
 Isolation inside Gradescope: the grader uses bubblewrap if the container lets it create namespaces;
 Gradescope's Docker containers usually do not (Docker's default seccomp profile refuses them), and
@@ -24,9 +24,9 @@ autograder/isolation.py): the submission runs as an unprivileged uid with no net
 /autograder/source (grader, checks, masters), the submission folder and the output are closed to it.
 It never grades without isolation there: without either layer the student gets an explanation.
 
-For tests, AUTOGRADER_ROOT replaces /autograder, AUTOGRADER_PYTHON the venv's python, and
-AUTOGRADER_GRADE_CMD the grade command (its arguments NOTEBOOK --out DIR are appended);
-AUTOGRADER_NO_BWRAP=1 makes bubblewrap unavailable, as in most Gradescope containers.
+For tests, AUTOGRADER_ROOT replaces /autograder and AUTOGRADER_PYTHON the venv's python in the
+scripts (see inside_gradescope.py for the rest); AUTOGRADER_NO_BWRAP=1 makes bubblewrap unavailable,
+as in most Gradescope containers.
 """
 from __future__ import annotations
 
@@ -34,24 +34,21 @@ import argparse
 import importlib.metadata
 import io
 import json
-import os
 import re
-import shlex
-import subprocess
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
+from autograder import chapters
+from autograder.inside_gradescope import CONFIG_NAME
+
 REPO = Path(__file__).resolve().parents[1]
-CONFIG_NAME = "gradescope.json"
-FRAMEWORKS = ("torch", "tf")
+FRAMEWORKS = chapters.FRAMEWORKS
 FRAMEWORK_PACKAGE = {"torch": "torch", "tf": "tensorflow-cpu"}
 # Needed to build and test the book, never to grade: leaving them out saves Gradescope's image
 # build several minutes and a browser download.
 BOOK_ONLY = {"jupyter-book", "jupyterlab", "playwright", "jupytext"}
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)   # a fixed date makes the same sources give the same zip
-SUBMISSION_NAME = "submission"      # the results' name for Gradescope's single submission
 
 SETUP_SH = r"""#!/usr/bin/env bash
 # Gradescope runs this once, as root, when it builds the autograder image.
@@ -97,7 +94,7 @@ mkdir -p "$ROOT/results"
 rm -f "$RESULTS"
 cd "$SOURCE" || exit 1
 # The zip's own grader, not whatever else the interpreter might import.
-PYTHONPATH="$SOURCE${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m autograder.export run
+PYTHONPATH="$SOURCE${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m autograder.inside_gradescope
 status=$?
 
 if [ ! -s "$RESULTS" ]; then
@@ -172,15 +169,20 @@ def pinned_requirements(framework: str | None, repo: Path | None = None) -> str:
 
 
 def _masters(chapter: str, framework: str | None, repo: Path) -> list[Path]:
-    folder = repo / "solutions" / chapter
-    if not re.fullmatch(r"\d\d_[a-z0-9_]+", chapter) or not folder.is_dir():
-        known = sorted(p.name for p in (repo / "solutions").glob("[0-9][0-9]_*") if p.is_dir())
-        raise ValueError(f"no chapter {chapter!r} in solutions/; known: {', '.join(known) or 'none'}")
-    pattern = f"exercises_{framework}.ipynb" if framework else "exercises_*.ipynb"
-    masters = sorted(folder.glob(pattern))
-    if not masters:
-        raise ValueError(f"solutions/{chapter}/ has no {pattern}")
-    return masters
+    """The chapter's masters, found through its record, inside `repo` (the real root or a copy)."""
+    try:
+        record = chapters.chapter(chapter)
+    except LookupError as error:
+        raise ValueError(str(error)) from None
+    if not record.has_exercises:
+        with_exercises = ", ".join(c.slug for c in chapters.chapters_with_exercises())
+        raise ValueError(f"chapter {chapter} has no exercises to grade; chapters with exercises: {with_exercises}")
+    masters = [repo / record.master_path(f).relative_to(chapters.REPO_ROOT)
+               for f in ([framework] if framework else chapters.FRAMEWORKS)]
+    missing = [p.relative_to(repo).as_posix() for p in masters if not p.is_file()]
+    if missing:
+        raise ValueError(f"the masters are missing: {', '.join(missing)}")
+    return sorted(masters)
 
 
 def _package_files(repo: Path) -> list[Path]:
@@ -230,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m autograder gradescope",
         description="Write a Gradescope autograder zip for one chapter's exercises.")
-    parser.add_argument("chapter", help="chapter folder, e.g. 02_principles")
+    parser.add_argument("chapter", help="chapter slug, e.g. 02_principles")
     parser.add_argument("--framework", choices=FRAMEWORKS, default=None,
                         help="grade only this framework's notebook (default: either)")
     parser.add_argument("--out", type=Path, required=True, metavar="FILE.zip")
@@ -244,97 +246,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-# --- inside Gradescope --------------------------------------------------------------------------
-
-def _notebook_course(path: Path) -> dict:
-    """metadata.course of a notebook, or {} if it is unreadable or has none."""
-    try:
-        course = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get("course", {})
-    except (OSError, ValueError, AttributeError):
-        return {}
-    return course if isinstance(course, dict) else {}
-
-
-def _describe(course: dict) -> str:
-    if not course.get("chapter"):
-        return "no assignment in its metadata"
-    return f"{course.get('chapter')} ({course.get('framework', 'framework unknown')})"
-
-
-def select_notebook(submission: Path, chapter: str, framework: str | None) -> tuple[Path | None, str]:
-    """The one submitted notebook for this assignment, or None and a message for the student."""
-    wanted = f"{chapter}" + (f" ({framework})" if framework else "")
-    notebooks = sorted(p for p in submission.rglob("*.ipynb")
-                       if not any(part in (".ipynb_checkpoints", "__MACOSX") for part in p.parts))
-    courses = {p: _notebook_course(p) for p in notebooks}
-    matches = [p for p, c in courses.items() if c.get("chapter") == chapter
-               and (framework is None or c.get("framework") == framework)]
-    if len(matches) == 1:
-        return matches[0], ""
-    if not notebooks:
-        return None, f"No notebook (.ipynb) was submitted. This assignment grades {wanted}."
-    found = "; ".join(f"{p.relative_to(submission)}: {_describe(courses[p])}" for p in notebooks)
-    if not matches:
-        return None, (f"None of the submitted notebooks is the assignment {wanted}. Found: {found}. "
-                      f"Submit the exercises notebook of chapter {chapter}.")
-    return None, (f"Several submitted notebooks are the assignment {wanted}: {found}. "
-                  "Submit only the one you want graded.")
-
-
-def run_main(argv: list[str] | None = None) -> int:
-    """What run_autograder runs: select, grade, and put results.json where Gradescope reads it.
-
-    Takes no arguments (`argv` is accepted for symmetry with main); the assignment comes from
-    gradescope.json, the paths from AUTOGRADER_ROOT."""
-    import jsonschema
-
-    from autograder.report import read_submission_result, to_gradescope, validate_gradescope
-    from autograder.report.atomic import write_atomic
-    from autograder.report.feedback import feedback_markdown
-    from autograder.report.sections import one_line
-    from autograder.results import SubmissionResult
-
-    root = Path(os.environ.get("AUTOGRADER_ROOT", "/autograder"))
-    config = json.loads((root / "source" / CONFIG_NAME).read_text(encoding="utf-8"))
-    chapter, framework = config["chapter"], config.get("framework")
-    results = root / "results" / "results.json"
-    results.parent.mkdir(parents=True, exist_ok=True)
-
-    def give_up(message: str) -> int:
-        print(f"run_autograder: {message}")
-        failed = SubmissionResult(submission=SUBMISSION_NAME, path=str(root / "submission"),
-                                  chapter=chapter, framework=framework, error=message)
-        write_atomic(results, json.dumps(to_gradescope(failed), indent=2) + "\n")
-        return 0
-
-    notebook, problem = select_notebook(root / "submission", chapter, framework)
-    if notebook is None:
-        return give_up(problem)
-    print(f"run_autograder: grading {notebook} as {chapter} ({framework or 'either framework'})",
-          flush=True)   # before the grader's own output, not after it
-
-    command = shlex.split(os.environ.get("AUTOGRADER_GRADE_CMD", "")) or [
-        sys.executable, "-m", "autograder", "grade"]
-    with tempfile.TemporaryDirectory(prefix="grades-") as scratch:
-        out = Path(scratch)
-        done = subprocess.run([*command, str(notebook), "--out", str(out)], cwd=root / "source")
-        written = sorted(out.glob("*/results.json"))
-        if len(written) != 1:
-            return give_up(f"the grader stopped without a result (exit status {done.returncode}); "
-                           "this is not your fault, please tell your instructor")
-        try:
-            data = json.loads(written[0].read_text(encoding="utf-8"))
-            validate_gradescope(data)
-        except (ValueError, jsonschema.ValidationError) as error:
-            return give_up(f"the grader wrote an unusable results.json ({one_line(str(error))[:200]}); "
-                           "this is not your fault, please tell your instructor")
-        write_atomic(results, json.dumps(data, indent=2) + "\n")
-        # stdout is staff-only ("stdout_visibility": "hidden"): the full messages of hidden checks.
-        full = read_submission_result(out, written[0].parent.name)
-    if full is not None:
-        print(feedback_markdown(full, instructor=True))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(run_main(sys.argv[2:]) if sys.argv[1:2] == ["run"] else main())
+    sys.exit(main())

@@ -4,7 +4,8 @@
     chapters/<chapter>/exercises_<framework>.ipynb    the student view, generated from the master
 
 The masters are trusted; a submission's structure is always read from its master, never from the
-submission itself.
+submission itself. Which assignments exist is the chapter records' business (`chapters.assignments()`),
+never a folder listing.
 """
 from __future__ import annotations
 
@@ -12,38 +13,21 @@ from pathlib import Path
 
 import nbformat
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SOLUTIONS = "solutions"
-CHAPTERS = "chapters"
-FRAMEWORKS = ("torch", "tf")
+from autograder import chapters
+from autograder.chapters import FRAMEWORKS, REPO_ROOT  # noqa: F401  (re-exported for the tests)
+
 CHECK_TAG = "check"            # the self-check cell after each exercise: check("<name>")
 SOLUTION_ONLY_TAG = "solution-only"
 
 
-def _notebook_name(framework: str) -> str:
-    if framework not in FRAMEWORKS:
-        raise ValueError(f"unknown framework {framework!r} (expected one of {', '.join(FRAMEWORKS)})")
-    return f"exercises_{framework}.ipynb"
-
-
 def master_path(chapter: str, framework: str) -> Path:
-    """The solved master notebook of an assignment."""
-    return REPO_ROOT / SOLUTIONS / chapter / _notebook_name(framework)
+    """The solved master notebook of an assignment (from its chapter record)."""
+    return chapters.chapter(chapter).master_path(framework)
 
 
 def student_path(chapter: str, framework: str) -> Path:
-    """The generated student notebook of an assignment."""
-    return REPO_ROOT / CHAPTERS / chapter / _notebook_name(framework)
-
-
-def assignments() -> list[tuple[str, str]]:
-    """Every (chapter, framework) that has a master, sorted."""
-    found = []
-    for chapter_dir in sorted((REPO_ROOT / SOLUTIONS).glob("[0-9][0-9]_*")):
-        for framework in FRAMEWORKS:
-            if (chapter_dir / _notebook_name(framework)).is_file():
-                found.append((chapter_dir.name, framework))
-    return found
+    """The generated student notebook of an assignment (from its chapter record)."""
+    return chapters.chapter(chapter).student_path(framework)
 
 
 def tags(cell) -> list[str]:

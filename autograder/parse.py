@@ -10,12 +10,11 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import nbformat
 
-from autograder import notebooks, untrusted
+from autograder import chapters, untrusted
 
 MAX_BYTES = 64 << 20   # a notebook's code is tiny; anything this big is outputs or a mistake
 FRAMEWORK_IMPORT = {
@@ -34,14 +33,9 @@ class Submission:
     chapter: str
     framework: str
     cells: list[tuple[int, str]]          # (cell index, source) of every code cell, in order
-    exercises: list[str]                  # from the trusted master, in order
+    exercises: list[str]                  # from the chapter record, in the masters' order
     digest: str
     warnings: list[str] = field(default_factory=list)
-
-
-@lru_cache(maxsize=None)
-def _exercises(chapter: str, framework: str) -> list[str]:
-    return notebooks.exercises(nbformat.read(notebooks.master_path(chapter, framework), as_version=4))
 
 
 def digest_of(path: Path) -> str:
@@ -100,7 +94,7 @@ def load(path: Path, expect: str | None = None) -> Submission:
         raise BadSubmission("the notebook says which assignment it is nowhere (metadata.course is missing): "
                             "work in the course's exercise notebook")
     chapter, framework = untrusted.name(course["chapter"], 40), untrusted.name(course["framework"], 20)
-    if (chapter, framework) not in notebooks.assignments():
+    if (chapter, framework) not in chapters.assignments():
         raise BadSubmission(f"unknown assignment {chapter}/{framework} in metadata.course")
     if expect and expect != f"{chapter}/{framework}":
         raise BadSubmission(f"this is the {chapter}/{framework} notebook, but {expect} is being graded")
@@ -130,5 +124,5 @@ def load(path: Path, expect: str | None = None) -> Submission:
         nbformat.validate(nbformat.from_dict(data))
     except Exception:   # a schema nit (RecursionError on deep JSON included) (e.g. a stray key) does not stop grading, but say so
         warnings.append("the notebook does not fully match the notebook format; graded anyway")
-    return Submission(path, chapter, framework, code, list(_exercises(chapter, framework)),
+    return Submission(path, chapter, framework, code, list(chapters.chapter(chapter).exercises),
                       hashlib.sha256(raw).hexdigest(), warnings)

@@ -25,7 +25,7 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autograder import notebooks  # noqa: E402
+from autograder import chapters, notebooks  # noqa: E402
 from autograder.batch import grade_batch  # noqa: E402
 from autograder.grade import Options  # noqa: E402
 
@@ -33,10 +33,10 @@ from autograder.grade import Options  # noqa: E402
 def make_class(n: int, folder: Path, seed: int = 0) -> list[Path]:
     """n notebooks: a third solved, a third untouched, a third with every other solution removed."""
     rng = random.Random(seed)
-    chapters = notebooks.assignments()
+    assignments = chapters.assignments()
     paths = []
     for i in range(n):
-        chapter, framework = chapters[i % len(chapters)]
+        chapter, framework = assignments[i % len(assignments)]
         kind = ("solved", "untouched", "half")[i % 3]
         source = notebooks.student_path(chapter, framework) if kind == "untouched" else \
             notebooks.master_path(chapter, framework)

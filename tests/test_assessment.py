@@ -22,7 +22,8 @@ import nbformat
 import pytest
 import yaml
 
-from autograder.notebooks import REPO_ROOT, assignments, student_path
+from autograder.chapters import REPO_ROOT, assignments, chapters_with_exercises
+from autograder.notebooks import student_path
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("assessment")]
 
@@ -49,21 +50,14 @@ def toc_files(toc_path: Path = REPO_ROOT / "_toc.yml") -> list[str]:
     return found
 
 
-def chapters_with_exercises() -> dict[str, list[Path]]:
-    """chapter slug -> its pages in toc order, for every chapter with exercise masters in solutions/.
-
-    The one place that decides what is assessed (autograder/chapters.py's records know the same
-    since issue 9; switch to them here when the toc and the solutions folders stop being the truth).
-    """
-    pages: dict[str, list[Path]] = {}
-    for chapter in sorted({chapter for chapter, _ in assignments()}):
-        prefix = f"chapters/{chapter}/"
-        pages[chapter] = [REPO_ROOT / f"{f}.md" for f in toc_files() if f.startswith(prefix)]
-    return pages
+def pages_by_chapter() -> dict[str, list[Path]]:
+    """chapter slug -> its pages in toc order, for every chapter whose record lists exercises."""
+    return {record.slug: [REPO_ROOT / f"{f}.md" for f in toc_files() if f.startswith(f"chapters/{record.slug}/")]
+            for record in chapters_with_exercises()}
 
 
-CHAPTERS = chapters_with_exercises()
-CASES = [(chapter, framework) for chapter, framework in assignments()]
+CHAPTERS = pages_by_chapter()
+CASES = assignments()
 
 
 def page_code(page: Path, framework: str) -> list[str]:
@@ -159,7 +153,7 @@ def graded(tmp_path_factory) -> dict[tuple[str, str], dict]:
 
 
 def test_every_chapter_with_exercises_has_pages_in_the_toc():
-    assert CHAPTERS, "no chapter with exercises found in solutions/"
+    assert CHAPTERS, "no chapter record lists exercises"
     for chapter, pages in CHAPTERS.items():
         assert pages, f"{chapter} has exercises but no pages in _toc.yml"
         assert all(page.is_file() for page in pages), pages

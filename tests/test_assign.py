@@ -9,15 +9,16 @@ import sys
 import nbformat
 import pytest
 
-from autograder import assign, notebooks
+from autograder import assign, chapters, notebooks
 from autograder.notebooks import master_path, student_path
 
-ASSIGNMENTS = notebooks.assignments()
+ASSIGNMENTS = chapters.assignments()   # from the chapter records, never a folder listing
 IDS = [f"{c}/{f}" for c, f in ASSIGNMENTS]
 
 
-def test_chapter_02_has_both_masters():
-    assert ("02_principles", "torch") in ASSIGNMENTS and ("02_principles", "tf") in ASSIGNMENTS
+@pytest.mark.parametrize("chapter, framework", ASSIGNMENTS, ids=IDS)
+def test_every_assignment_has_its_master(chapter, framework):
+    assert master_path(chapter, framework).is_file()
 
 
 # --- the committed student views -------------------------------------------------------------------
@@ -46,7 +47,8 @@ def scratch_repo(tmp_path, monkeypatch):
             target = tmp_path / path.relative_to(notebooks.REPO_ROOT)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(path, target)
-    monkeypatch.setattr(notebooks, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(chapters, "REPO_ROOT", tmp_path)    # the records' paths
+    monkeypatch.setattr(notebooks, "REPO_ROOT", tmp_path)   # the paths shown in messages
     return tmp_path
 
 
@@ -157,7 +159,10 @@ def test_every_exercise_is_followed_by_its_check_cell(chapter, framework):
 
 # --- the generator on small notebooks --------------------------------------------------------------
 
-def _notebook(*cells, chapter="99_test", framework="torch"):
+SMALL = ASSIGNMENTS[0][0]   # a real chapter: the generated note names its master through the record
+
+
+def _notebook(*cells, chapter=SMALL, framework="torch"):
     nb = nbformat.v4.new_notebook(metadata={"course": {"chapter": chapter, "framework": framework}})
     for index, cell in enumerate(cells):
         cell.id = f"cell-{index}"
@@ -199,7 +204,7 @@ def test_solution_only_cells_and_outputs_are_dropped():
     code.metadata["execution"] = {"iopub.execute_input": "2024-01-01T00:00:00"}
     hidden = nbformat.v4.new_code_cell("answer = 42", metadata={"tags": ["solution-only"]})
     text = nbformat.v4.new_markdown_cell("Some *text*.")
-    view = assign.student_view(_notebook(text, code, hidden), "99_test", "torch")
+    view = assign.student_view(_notebook(text, code, hidden), SMALL, "torch")
     assert [c.id for c in view.cells] == [assign.NOTE_ID, "cell-0", "cell-1"]
     assert view.cells[2].outputs == [] and view.cells[2].execution_count is None
     assert "execution" not in view.cells[2].metadata
@@ -209,7 +214,7 @@ def test_solution_only_cells_and_outputs_are_dropped():
 def test_master_is_not_modified():
     nb = _notebook(nbformat.v4.new_code_cell("# BEGIN SOLUTION\nx = 1\n# END SOLUTION"))
     before = nbformat.writes(nb)
-    assign.student_view(nb, "99_test", "torch")
+    assign.student_view(nb, SMALL, "torch")
     assert nbformat.writes(nb) == before
 
 
@@ -228,13 +233,13 @@ def test_markers_in_a_markdown_cell_are_an_error():
     nb = _notebook(nbformat.v4.new_code_cell("x = 1"),
                    nbformat.v4.new_markdown_cell("Text\n# BEGIN SOLUTION\nsecret\n# END SOLUTION"))
     with pytest.raises(assign.AssignError, match=r"cell 1: solution markers in a markdown cell"):
-        assign.student_view(nb, "99_test", "torch")
+        assign.student_view(nb, SMALL, "torch")
 
 
 def test_wrong_course_metadata_is_an_error():
     nb = _notebook(nbformat.v4.new_code_cell("x = 1"), framework="tf")
     with pytest.raises(assign.AssignError, match="metadata.course"):
-        assign.student_view(nb, "99_test", "torch")
+        assign.student_view(nb, SMALL, "torch")
 
 
 def test_errors_reach_the_command_line(scratch_repo, capsys):

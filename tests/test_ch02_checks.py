@@ -21,7 +21,7 @@ with warnings.catch_warnings():   # its marks (exercise, points, public) are reg
     from autograder.checks import ch02_principles as checks
 from autograder.checks.api import CheckFailure
 from autograder.checks.runner import LocalBackend, StudentProxy, run_checks
-from autograder.oracle import principles as oracle
+from autograder.oracle import ch02_principles as oracle
 from autograder.notebooks import exercises, load_namespace, master_path, read, student_path
 
 pytestmark = pytest.mark.xdist_group("frameworks")

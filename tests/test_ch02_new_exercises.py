@@ -27,7 +27,7 @@ with warnings.catch_warnings():   # its marks (exercise, points, public) are reg
 from autograder.checks.api import CheckFailure, meta_of
 from autograder.checks.runner import LocalBackend, StudentProxy, run_checks
 from autograder.notebooks import load_namespace, master_path
-from autograder.oracle import principles as oracle
+from autograder.oracle import ch02_principles as oracle
 
 pytestmark = pytest.mark.xdist_group("frameworks")
 

@@ -63,7 +63,24 @@ def test_lookups():
         chapter("02_principle")
     with pytest.raises(ValueError, match="unknown framework"):
         chapter("02_principles").master_path("jax")
-    assert chapter("04_code").forbidden["torch"][0] == "torch.nn.functional.scaled_dot_product_attention"
+    assert "torch.nn.functional.scaled_dot_product_attention" in chapter("04_code").forbidden["torch"]
+    assert "keras.layers.MultiHeadAttention" in chapter("04_code").forbidden["tf"]
+
+
+def test_the_forbidden_built_ins_are_the_tracers_table_not_a_copy():
+    """The sandbox sees only autograder/sandbox/, so the tracer holds the table and the record reads it."""
+    from autograder.sandbox import tracer
+
+    for record in all_chapters():
+        assert set(record.forbidden["torch"]) | set(record.forbidden["tf"]) == set(tracer.KNOWN)
+    forged = dataclasses.replace(chapters_with_exercises()[0],
+                                 forbidden=chapters.Forbidden(torch=("torch.nn.functional.softmax",)))
+    assert any("forbids torch.nn.functional.softmax, which the tracer and the scan do not detect" in p
+               for p in forged.audit())
+
+
+def test_assignments_come_from_the_records():
+    assert chapters.assignments() == [(c.slug, f) for c in chapters_with_exercises() for f in FRAMEWORKS]
 
 
 # The audit must be able to fail: records that disagree with the same repository.
@@ -84,6 +101,12 @@ def test_a_record_in_another_order_or_with_an_unknown_exercise_is_caught(record)
     problems = extra.audit()
     assert f"{record.checks_module} has no @check for no_such_exercise" in problems
     assert f"{record.oracle_module} has no function no_such_exercise" in problems
+
+
+def test_a_record_whose_oracle_is_missing_is_caught():
+    record = chapters_with_exercises()[0]
+    renamed = dataclasses.replace(record, slug=record.slug + "x")
+    assert f"autograder/oracle/ch{record.slug}x.py is missing (the oracle of {record.slug}x)" in renamed.audit()
 
 
 def test_a_record_without_exercises_for_a_chapter_that_has_masters_is_caught():

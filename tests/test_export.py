@@ -1,4 +1,5 @@
-"""autograder/export.py: the Gradescope zip, and run_autograder's plumbing in a fake /autograder.
+"""autograder/export.py (the Gradescope zip) and autograder/inside_gradescope.py (run_autograder's
+plumbing), in a fake /autograder.
 
 The grade pipeline is replaced by a stub (AUTOGRADER_GRADE_CMD) that writes a hand-made result
 through the report stage: these tests check selection, copying and every failure path, not
@@ -17,11 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from autograder import export
+from autograder import export, inside_gradescope
+from autograder.chapters import all_chapters, chapters_with_exercises
 from autograder.report.gradescope import validate_gradescope
 
 REPO = Path(__file__).resolve().parents[1]
-CHAPTER = "02_principles"
+RECORD = chapters_with_exercises()[0]   # the mechanics are the same for every chapter
+CHAPTER = RECORD.slug
+OTHER = next(c.slug for c in all_chapters() if c.slug != CHAPTER)   # a notebook of another chapter
 
 
 def notebook(chapter: str | None, framework: str | None) -> str:
@@ -69,6 +73,7 @@ def test_zip_holds_what_gradescope_and_the_grader_need(torch_zip):
     names = set(zipfile.ZipFile(torch_zip).namelist())
     for required in ("setup.sh", "run_autograder", "requirements.txt", "pyproject.toml",
                      "gradescope.json", "autograder/results.py", "autograder/export.py",
+                     "autograder/inside_gradescope.py", f"autograder/oracle/ch{CHAPTER}.py",
                      "autograder/report/gradescope_results.schema.json",
                      f"solutions/{CHAPTER}/exercises_torch.ipynb"):
         assert required in names
@@ -124,20 +129,24 @@ def test_unknown_chapter_or_framework_is_refused(fake_repo, tmp_path):
         export.gradescope_zip("99_nothing", None, tmp_path / "z.zip", repo=fake_repo)
     with pytest.raises(ValueError, match="framework"):
         export.gradescope_zip(CHAPTER, "jax", tmp_path / "z.zip", repo=fake_repo)
+    without = next((c.slug for c in all_chapters() if not c.has_exercises), None)
+    if without:
+        with pytest.raises(ValueError, match="has no exercises to grade"):
+            export.gradescope_zip(without, None, tmp_path / "z.zip", repo=fake_repo)
     assert not (tmp_path / "z.zip").exists()
 
 
 def test_main_writes_the_zip_and_reports_misuse(fake_repo, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(export, "REPO", fake_repo)
     assert export.main([CHAPTER, "--framework", "tf", "--out", str(tmp_path / "o.zip")]) == 0
-    assert "solutions/02_principles/exercises_tf.ipynb" in zipfile.ZipFile(tmp_path / "o.zip").namelist()
+    assert f"solutions/{CHAPTER}/exercises_tf.ipynb" in zipfile.ZipFile(tmp_path / "o.zip").namelist()
     assert export.main(["99_nothing", "--out", str(tmp_path / "x.zip")]) == 2
     assert "no chapter" in capsys.readouterr().err
 
 
 # --- run_autograder in a fake /autograder ---------------------------------------------------------
 
-STUB = textwrap.dedent("""\
+STUB = "CHAPTER = %r\n" % CHAPTER + textwrap.dedent("""\
     # Stands in for `python -m autograder grade NOTEBOOK --out DIR`: one hand-made result.
     import sys
     from pathlib import Path
@@ -146,7 +155,7 @@ STUB = textwrap.dedent("""\
 
     notebook, out = Path(sys.argv[1]), Path(sys.argv[3])
     write_submission_report(SubmissionResult(
-        submission=notebook.stem, path=str(notebook), chapter="02_principles", framework="torch",
+        submission=notebook.stem, path=str(notebook), chapter=CHAPTER, framework="torch",
         exercises=["masked_softmax"],
         checks=[CheckResult("masked_softmax", "masked_softmax: rows sum to one", 1, 2, "failed",
                             "hidden", "graded " + notebook.name + "\\nsecret inputs", seed=1)],
@@ -181,7 +190,7 @@ def run_autograder(root: Path, grade_cmd: str | None = None, python: str = sys.e
 def test_run_autograder_grades_the_notebook_of_this_chapter(gradescope_root):
     submission = gradescope_root / "submission"
     (submission / "exercises_torch.ipynb").write_text(notebook(CHAPTER, "torch"))
-    (submission / "old_ch03.ipynb").write_text(notebook("03_math", "torch"))
+    (submission / "old_ch03.ipynb").write_text(notebook(OTHER, "torch"))
     (submission / ".ipynb_checkpoints").mkdir()
     (submission / ".ipynb_checkpoints" / "x.ipynb").write_text(notebook(CHAPTER, "torch"))
     data = run_autograder(gradescope_root)
@@ -195,7 +204,7 @@ def test_run_autograder_grades_the_notebook_of_this_chapter(gradescope_root):
 
 @pytest.mark.parametrize("files, says", [
     ({}, "No notebook (.ipynb) was submitted"),
-    ({"mine.ipynb": ("03_math", "torch")}, "mine.ipynb: 03_math (torch)"),
+    ({"mine.ipynb": (OTHER, "torch")}, f"mine.ipynb: {OTHER} (torch)"),
     ({"tf.ipynb": (CHAPTER, "tf")}, "None of the submitted notebooks is the assignment"),
     ({"a.ipynb": (CHAPTER, "torch"), "sub/b.ipynb": (CHAPTER, "torch")}, "Submit only the one"),
     ({"bare.ipynb": (None, None)}, "bare.ipynb: no assignment in its metadata"),
@@ -204,21 +213,21 @@ def test_a_submission_that_cannot_be_picked_is_explained(tmp_path, files, says):
     for name, (chapter, framework) in files.items():
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text(notebook(chapter, framework))
-    chosen, message = export.select_notebook(tmp_path, CHAPTER, "torch")
+    chosen, message = inside_gradescope.select_notebook(tmp_path, CHAPTER, "torch")
     assert chosen is None and says in message
 
 
 def test_either_framework_is_accepted_when_the_zip_names_none(tmp_path):
     (tmp_path / "nb.ipynb").write_text(notebook(CHAPTER, "tf"))
-    assert export.select_notebook(tmp_path, CHAPTER, None) == (tmp_path / "nb.ipynb", "")
+    assert inside_gradescope.select_notebook(tmp_path, CHAPTER, None) == (tmp_path / "nb.ipynb", "")
 
 
 def test_run_autograder_explains_a_wrong_notebook_in_results_json(gradescope_root):
-    (gradescope_root / "submission" / "mine.ipynb").write_text(notebook("03_math", "torch"))
+    (gradescope_root / "submission" / "mine.ipynb").write_text(notebook(OTHER, "torch"))
     data = run_autograder(gradescope_root)
     assert data["score"] == 0 and data["tests"] == []
-    assert "None of the submitted notebooks is the assignment 02_principles (torch)" in data["output"]
-    assert "mine.ipynb: 03_math (torch)" in data["output"]
+    assert f"None of the submitted notebooks is the assignment {CHAPTER} (torch)" in data["output"]
+    assert f"mine.ipynb: {OTHER} (torch)" in data["output"]
 
 
 def test_run_autograder_survives_a_failing_grader(gradescope_root):
@@ -235,11 +244,9 @@ def test_run_autograder_survives_a_broken_python(gradescope_root):
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("gallery")
-@pytest.mark.parametrize("source, score", [("master", 43.0), ("student", 0.0)])
-def test_the_real_zip_grades_a_real_notebook_end_to_end(tmp_path, source, score):
+@pytest.mark.parametrize("source", ["master", "student"])
+def test_the_real_zip_grades_a_real_notebook_end_to_end(tmp_path, source):
     """No stub: the zip's own grader, sandbox and checks, in a fake /autograder."""
-    from autograder import notebooks
-
     zipped = export.gradescope_zip(CHAPTER, "torch", tmp_path / "autograder.zip")
     root = tmp_path / "autograder"
     with zipfile.ZipFile(zipped) as archive:
@@ -247,17 +254,16 @@ def test_the_real_zip_grades_a_real_notebook_end_to_end(tmp_path, source, score)
     for script in ("run_autograder", "setup.sh"):
         (root / "source" / script).chmod(0o755)
     # A check that exists only in the unpacked zip proves the zip's own grader is the one running.
-    with (root / "source" / "autograder" / "checks" / "ch02_principles.py").open("a") as f:
-        f.write(textwrap.dedent('''
+    # It passes whatever the submission does, so it adds its point to both scores.
+    with (root / "source" / RECORD.checks_path.relative_to(REPO)).open("a") as f:
+        f.write(textwrap.dedent(f'''
 
-            @check("masked_softmax", points=1)
+            @check("{RECORD.exercises[0]}", points=1)
             def test_zip_marker(student, oracle, rng):
                 """only in the unpacked zip"""
-                x = rng.standard_normal((2, 3)).astype(np.float32)
-                assert_close(student.masked_softmax(x), oracle.masked_softmax(x))
             '''))
     (root / "submission").mkdir()
-    path = notebooks.master_path(CHAPTER, "torch") if source == "master" else notebooks.student_path(CHAPTER, "torch")
+    path = RECORD.master_path("torch") if source == "master" else RECORD.student_path("torch")
     shutil.copy(path, root / "submission" / "exercises_torch.ipynb")
     env = {**os.environ, "AUTOGRADER_ROOT": str(root), "AUTOGRADER_PYTHON": sys.executable}
     env.pop("AUTOGRADER_GRADE_CMD", None)
@@ -266,6 +272,7 @@ def test_the_real_zip_grades_a_real_notebook_end_to_end(tmp_path, source, score)
     assert run.returncode == 0, run.stderr[-2000:]
     results = json.loads((root / "results" / "results.json").read_text())
     validate_gradescope(results)
-    assert sum(t["score"] for t in results["tests"]) == score
-    assert sum(t["max_score"] for t in results["tests"]) == 43.0
-    assert "masked_softmax: only in the unpacked zip" in [t["name"] for t in results["tests"]]
+    total = sum(d.points for d in RECORD.declared_checks()) + 1    # the chapter's checks + the marker
+    assert sum(t["max_score"] for t in results["tests"]) == total
+    assert sum(t["score"] for t in results["tests"]) == (total if source == "master" else 1)
+    assert f"{RECORD.exercises[0]}: only in the unpacked zip" in [t["name"] for t in results["tests"]]

@@ -3,11 +3,16 @@
 Every expected array below is derived in its comment, not copied from running the oracle.
 """
 import math
+import pkgutil
+import re
+import sys
 
 import numpy as np
 import pytest
 
-from autograder.oracle import principles as oracle
+import autograder.oracle
+from autograder.chapters import chapters_with_exercises
+from autograder.oracle import ch02_principles as oracle
 
 T, F = True, False
 
@@ -24,6 +29,18 @@ def assert_equal_f32(got, want, atol=1e-6):
 def assert_mask(got, want):
     assert isinstance(got, np.ndarray) and got.dtype == bool, (type(got), getattr(got, "dtype", None))
     np.testing.assert_array_equal(got, np.asarray(want, bool))
+
+
+# --- module names ----------------------------------------------------------------------------------
+
+def test_oracle_modules_are_named_by_chapter_and_never_shadow_the_standard_library():
+    """`oracle/math.py` or `oracle/code.py` would shadow `math` or `code` for a script run from there."""
+    names = [m.name for m in pkgutil.iter_modules(autograder.oracle.__path__)]
+    assert names
+    for name in names:
+        assert re.fullmatch(r"ch\d\d_[a-z0-9_]+", name), f"oracle/{name}.py: name it ch<NN_slug>"
+        assert name not in sys.stdlib_module_names, f"oracle/{name}.py shadows the standard library"
+    assert sorted(names) == sorted(r.oracle_module.rsplit(".", 1)[1] for r in chapters_with_exercises())
 
 
 # --- hand-derived cases ----------------------------------------------------------------------------

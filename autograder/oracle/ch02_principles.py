@@ -13,23 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = [
-    "dot_product_scores",
-    "scaled_dot_product_scores",
-    "additive_scores",
-    "general_scores",
-    "masked_softmax",
-    "padding_mask",
-    "causal_mask",
-    "tree_mask",
-    "scaled_dot_product_attention",
-    # the second edition's exercises, which combine the pieces above
-    "segment_mask",
-    "decoder_masks",
-    "bahdanau_step",
-    "attention_pooling",
-]
-
 
 def _f64(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
