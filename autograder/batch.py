@@ -17,6 +17,7 @@ the real path.
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import multiprocessing
 import os
@@ -134,7 +135,76 @@ def grade_batch(paths: list[Path], out: Path, options: Options, jobs: int = 1,
             todo.append((path, name))
     if progress:
         progress.start(total=len(submissions), already=len(results))
+    _grade_all(todo, out, options, jobs, results, progress)
+    ordered = [results[name] for _, name in submissions]
+    report.write_batch_report(ordered, out)
+    if progress:
+        progress.stop()
+    return ordered
 
+
+def regrade_targets(names: list[str], paths: list[Path], out: Path) -> list[tuple[Path, str]]:
+    """The (file, name) of each submission named by --regrade: its folder name in `out`, or its file.
+
+    The files come from the results in `out` (the path each was graded from) and, when given, from
+    `paths` discovered as a batch would (a new file for a known name wins). Misuse for a name that
+    matches nothing or several, or whose file is gone: a regrade must never turn a grade into an
+    error because the instructor mistyped or moved something."""
+    known = {name: Path(r.path) for name, r in report.completed_results(out).items()}
+    if paths:
+        known.update({name: path for path, name in discover(paths)})
+    if not known:
+        raise Misuse(f"--regrade: no graded submissions in {out}; grade the class first")
+    targets: dict[str, Path] = {}
+    for wanted in names:
+        matches = [n for n in known if n == wanted] or [n for n in known if n.casefold() == wanted.casefold()]
+        matches = matches or [n for n, path in known.items() if _same_file(path, Path(wanted))]
+        if len(matches) != 1:
+            what = "no submission of that name or file" if not matches else f"several submissions: {', '.join(matches)}"
+            raise Misuse(f"--regrade {wanted}: {what} in {out} (names there: {_some_names(wanted, known)})")
+        name = matches[0]
+        if not known[name].is_file():
+            raise Misuse(f"--regrade {wanted}: its file {known[name]} no longer exists; "
+                         "give the new location as SUBMISSION")
+        targets[name] = known[name]
+    return [(path, name) for name, path in targets.items()]
+
+
+def _some_names(wanted: str, known: dict[str, Path], most: int = 8) -> str:
+    """Up to `most` names, the likeliest typo targets first, to pick from."""
+    close = difflib.get_close_matches(wanted, list(known), n=most, cutoff=0.5)
+    names = close + [n for n in sorted(known, key=str.casefold) if n not in close]
+    return ", ".join(names[:most]) + (f", … ({len(names)} in all)" if len(names) > most else "")
+
+
+def _same_file(recorded: Path, given: Path) -> bool:
+    if str(recorded) == str(given):
+        return True
+    try:
+        return given.exists() and recorded.exists() and given.samefile(recorded)
+    except OSError:
+        return False
+
+
+def regrade(targets: list[tuple[Path, str]], out: Path, options: Options, jobs: int = 1,
+            progress=None) -> list[SubmissionResult]:
+    """Grade `targets` again (regrade_targets), rewrite their reports, and rebuild grades.csv,
+    summary.md and histogram.png from every result in `out`; return those results, by name."""
+    _check_writable(out)
+    results = report.completed_results(out)
+    if progress:
+        progress.start(total=len(targets), already=0)
+    _grade_all(targets, out, options, jobs, results, progress)
+    ordered = [results[name] for name in sorted(results, key=lambda n: (n.casefold(), n))]
+    report.write_batch_report(ordered, out)
+    if progress:
+        progress.stop()
+    return ordered
+
+
+def _grade_all(todo: list[tuple[Path, str]], out: Path, options: Options, jobs: int,
+               results: dict[str, SubmissionResult], progress) -> None:
+    """Grade `todo`, writing each report as it finishes and putting its result in `results`."""
     def finished(result: SubmissionResult) -> None:
         report.write_submission_report(result, out)
         results[result.submission] = result
@@ -154,11 +224,6 @@ def grade_batch(paths: list[Path], out: Path, options: Options, jobs: int = 1,
             _sandboxes.close()
     else:
         _grade_in_jobs(todo, options, jobs, finished)
-    ordered = [results[name] for _, name in submissions]
-    report.write_batch_report(ordered, out)
-    if progress:
-        progress.stop()
-    return ordered
 
 
 def _grade_in_jobs(todo: list[tuple[Path, str]], options: Options, jobs: int, finished) -> None:

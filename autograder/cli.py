@@ -2,6 +2,7 @@
 
     grade SUBMISSION [SUBMISSION ...] --out DIR [--jobs N] [--timeout SECONDS]
           [--require-sandbox | --unsafe-no-sandbox]
+    grade [SUBMISSION ...] --out DIR --regrade NAME [--regrade NAME ...]
     check NOTEBOOK [EXERCISE]
     assign [--check]
     gradescope CHAPTER [--framework torch|tf] --out FILE.zip
@@ -22,8 +23,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from autograder import isolation
-from autograder.batch import Misuse, grade_batch
+from autograder.batch import Misuse, grade_batch, regrade, regrade_targets
 from autograder.grade import Options
+from autograder.report import completed_results
 
 err = Console(stderr=True)
 
@@ -54,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     grade = sub.add_parser("grade", help="grade a class: notebooks or folders of notebooks")
-    grade.add_argument("submissions", nargs="+", type=Path, metavar="SUBMISSION")
+    grade.add_argument("submissions", nargs="*", type=Path, metavar="SUBMISSION")
     grade.add_argument("--out", required=True, type=Path, metavar="DIR")
     grade.add_argument("--jobs", type=int, default=1, metavar="N", help="parallel graders (default 1)")
     grade.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
@@ -68,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
                              "code with no isolation at all; every report says so")
     grade.add_argument("--assignment", metavar="CHAPTER/FRAMEWORK",
                        help="reject notebooks of any other assignment, e.g. 02_principles/torch")
+    grade.add_argument("--regrade", action="append", default=[], metavar="NAME",
+                       help="grade again only this submission (its folder name in DIR, or its file; "
+                            "repeatable), keep every other result in DIR, and rebuild grades.csv, "
+                            "summary.md and histogram.png from them all")
 
     check = sub.add_parser("check", help="run the public checks on your notebook")
     check.add_argument("notebook", type=Path)
@@ -90,16 +96,27 @@ def _parser() -> argparse.ArgumentParser:
 def _grade(args) -> int:
     if args.jobs < 1 or args.timeout <= 0:
         raise Misuse("--jobs must be at least 1 and --timeout positive")
-    inputs = {p if p.is_dir() else p.parent for p in args.submissions}
+    if not args.submissions and not args.regrade:
+        raise Misuse("give the SUBMISSION files or folders to grade, or --regrade NAME")
+    files = list(args.submissions)
+    if args.regrade:   # resolved before anything runs: a mistyped name changes nothing
+        targets = regrade_targets(args.regrade, args.submissions, args.out)
+        files += [Path(r.path) for r in completed_results(args.out).values()] + [p for p, _ in targets]
+    inputs = {p if p.is_dir() else p.parent for p in files}   # every student's folder stays closed
     options = Options(timeout=args.timeout, seed=args.seed, require_sandbox=args.require_sandbox,
                       unsafe_no_sandbox=args.unsafe_no_sandbox, expect=args.assignment,
                       protected=(*sorted(inputs), args.out))
     level = _isolation(options, args.out)
-    results = grade_batch(args.submissions, args.out, options, jobs=args.jobs, progress=_Bar())
+    if args.regrade:
+        results = regrade(targets, args.out, options, jobs=args.jobs, progress=_Bar())
+    else:
+        results = grade_batch(args.submissions, args.out, options, jobs=args.jobs, progress=_Bar())
     from autograder.report.table import print_summary
 
     print_summary(results, Console())
-    print(f"wrote {args.out / 'grades.csv'} and a results.json + feedback per submission")
+    what = f"regraded {len(targets)}; rewrote" if args.regrade else "wrote"
+    print(f"{what} {args.out / 'grades.csv'}, summary.md and histogram.png; a results.json + feedback "
+          "per submission")
     if level == isolation.NONE:
         err.print(f"[bold red]warning:[/bold red] {isolation.OFF_WARNING}")
     return 0

@@ -27,7 +27,7 @@ from autograder.report.table import print_summary, summary_table, write_grades_c
 from autograder.results import SubmissionResult
 
 __all__ = [
-    "feedback_html", "feedback_markdown", "print_summary", "read_submission_result",
+    "completed_results", "feedback_html", "feedback_markdown", "print_summary", "read_submission_result",
     "submission_dir", "summary_table", "to_gradescope", "validate_gradescope",
     "write_batch_report", "write_grades_csv", "write_submission_report",
 ]
@@ -78,6 +78,20 @@ def read_submission_result(out_dir: Path, submission: str) -> SubmissionResult |
     except (ValueError, TypeError, KeyError):
         return None
     return result if result.submission == submission else None
+
+
+def completed_results(out_dir: Path) -> dict[str, SubmissionResult]:
+    """Every submission whose report in out_dir is complete, by name (what --regrade rebuilds from)."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return {}
+    found = {}
+    for folder in sorted(out_dir.iterdir()):
+        if folder.is_dir() and not folder.name.startswith("."):
+            result = read_submission_result(out_dir, folder.name)
+            if result is not None:
+                found[folder.name] = result
+    return found
 
 
 def write_batch_report(results: list[SubmissionResult], out_dir: Path) -> dict[str, Path]:
