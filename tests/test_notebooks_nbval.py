@@ -1,4 +1,5 @@
-"""The chapter-02 notebooks run: masters reproduce their stored outputs, student views run untouched.
+"""Every chapter's exercise notebooks run (one parametrised case per chapter record): masters
+reproduce their stored outputs, student views run untouched.
 
 - `pytest --nbval` re-executes each master and compares every cell's output with the stored one
   (sanitized with tests/nbval_sanitize.cfg), so a master committed with stale outputs fails.
@@ -13,10 +14,14 @@ import nbformat
 import pytest
 
 from autograder import notebooks
-from autograder.notebooks import REPO_ROOT, master_path, student_path
+from autograder.chapters import FRAMEWORKS, REPO_ROOT, assignments, chapter, chapters_with_exercises
 
-CHAPTER = "02_principles"
-FRAMEWORKS = ("torch", "tf")
+RECORDS = pytest.mark.parametrize("record", chapters_with_exercises(), ids=lambda c: c.slug)
+ASSIGNMENTS = pytest.mark.parametrize("slug, framework", assignments(), ids=[f"{c}-{f}" for c, f in assignments()])
+
+
+def _rel(path) -> str:
+    return str(path.relative_to(REPO_ROOT))
 
 
 def _pytest(*args: str) -> None:
@@ -27,13 +32,16 @@ def _pytest(*args: str) -> None:
 
 
 @pytest.mark.slow
-def test_masters_reproduce_their_stored_outputs():
-    _pytest("--nbval", f"solutions/{CHAPTER}", "--nbval-sanitize-with", "tests/nbval_sanitize.cfg")
+@RECORDS
+def test_masters_reproduce_their_stored_outputs(record):
+    _pytest("--nbval", *(_rel(record.master_path(fw)) for fw in FRAMEWORKS),
+            "--nbval-sanitize-with", "tests/nbval_sanitize.cfg")
 
 
 @pytest.mark.slow
-def test_student_views_run_without_error():
-    _pytest("--nbval-lax", *(f"chapters/{CHAPTER}/exercises_{fw}.ipynb" for fw in FRAMEWORKS))
+@RECORDS
+def test_student_views_run_without_error(record):
+    _pytest("--nbval-lax", *(_rel(record.student_path(fw)) for fw in FRAMEWORKS))
 
 
 def _check_cells(nb):
@@ -50,32 +58,33 @@ def _errors(nb) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_untouched_student_view_says_not_implemented(framework):
+@ASSIGNMENTS
+def test_untouched_student_view_says_not_implemented(slug, framework):
     from nbclient import NotebookClient
 
-    path = student_path(CHAPTER, framework)
+    path = chapter(slug).student_path(framework)
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3", record_timing=False,
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     assert not _errors(nb)
     names = notebooks.exercises(nb)
+    assert tuple(names) == chapter(slug).exercises
     checks = _check_cells(nb)
     assert [c.source for c in checks] == [f'check("{name}")' for name in names]
     for name, cell in zip(names, checks):
         assert _stdout(cell).strip() == f"… {name}: not implemented yet", (name, cell.outputs)
 
 
-@pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_master_stored_outputs_say_all_checks_passed(framework):
-    nb = nbformat.read(master_path(CHAPTER, framework), as_version=4)
+@ASSIGNMENTS
+def test_master_stored_outputs_say_all_checks_passed(slug, framework):
+    nb = nbformat.read(chapter(slug).master_path(framework), as_version=4)
     assert not _errors(nb)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.execution_count is not None for c in code), "the master was not executed top to bottom"
     assert [c.execution_count for c in code] == list(range(1, len(code) + 1))
     names = notebooks.exercises(nb)
     checks = _check_cells(nb)
-    assert len(checks) == len(names) == 13
+    assert tuple(names) == chapter(slug).exercises and len(checks) == len(names)
     for name, cell in zip(names, checks):
         out = _stdout(cell)
         assert out.startswith(f"✓ {name}: all ") and out.rstrip().endswith("public checks passed"), (name, out)
