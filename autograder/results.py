@@ -34,7 +34,8 @@ class CheckResult:
 
 
 def points(checks: list[CheckResult]) -> tuple[float, float]:
-    """(score, max_score) of some checks, without float noise."""
+    """(score, max_score) of some checks, without float noise: the one place that sums them (a
+    submission, an exercise's section, the public or hidden checks of the Gradescope summary)."""
     return round(sum(c.score for c in checks), 6), round(sum(c.max_score for c in checks), 6)
 
 
@@ -64,16 +65,6 @@ class SubmissionResult:
     @property
     def max_score(self) -> float:
         return points(self.checks)[1]
-
-    def exercise_scores(self) -> dict[str, tuple[float, float]]:
-        """exercise -> (score, max_score), in the assignment's order."""
-        out: dict[str, tuple[float, float]] = {name: (0.0, 0.0) for name in self.exercises}
-        for c in self.checks:
-            if c.exercise == "notebook":
-                continue
-            got, top = out.get(c.exercise, (0.0, 0.0))
-            out[c.exercise] = (round(got + c.score, 6), round(top + c.max_score, 6))
-        return out
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -352,8 +352,3 @@ def scan(cells: list[tuple[int, str]], exercises: list[str]) -> Findings:
     if len(findings.notes) > MAX_NOTES:
         findings.notes[MAX_NOTES:] = [f"... and {len(findings.notes) - MAX_NOTES} more"]
     return findings
-
-
-def forbidden_uses(cells: list[tuple[int, str]], exercises: list[str]) -> dict[str, list[str]]:
-    """exercise -> forbidden built-ins named by code it can reach."""
-    return scan(cells, exercises).charged

@@ -16,7 +16,8 @@ import re
 
 from autograder.report.disclosure import shown_output
 from autograder.report.numbers import fmt_percent, fmt_points
-from autograder.report.sections import NOTEBOOK, Section, framework_label, one_line, sections
+from autograder.report.sections import (FORBIDDEN, INSTRUCTOR_NOTES, NOT_GRADED, NOTEBOOK, Section,
+                                        framework_label, one_line, sections)
 from autograder.results import CheckResult, SubmissionResult
 
 PASS, FAIL = "✓", "✗"
@@ -42,13 +43,17 @@ def _total(result: SubmissionResult) -> str:
     return f"{total} ({pct})" if pct else total
 
 
-def _section_title(section: Section) -> str:
-    return "Notebook" if section.title == NOTEBOOK else section.title
-
-
 def _points(score: float, max_score: float) -> str:
     """` — 1.5 / 2`; nothing for 0-point lines (the notebook runs top to bottom), where it is noise."""
     return f" — {fmt_points(score)} / {fmt_points(max_score)}" if max_score > 0 or score else ""
+
+
+def _heading(section: Section) -> tuple[str, bool, str]:
+    """A section's heading for both formats: (title, whether it is code, the points after it).
+    An exercise always shows its points, 0 / 0 included; the notebook only when it has some."""
+    if section.title == NOTEBOOK:
+        return "Notebook", False, _points(section.score, section.max_score)
+    return section.title, True, f" — {fmt_points(section.score)} / {fmt_points(section.max_score)}"
 
 
 # --- Markdown -------------------------------------------------------------------------------------
@@ -101,19 +106,14 @@ def feedback_markdown(result: SubmissionResult, *, instructor: bool = False) -> 
     for warning in result.warnings:
         out += [f"> **⚠ Warning:** {md_text(warning)}", ""]
     if instructor and result.notes:   # the built-in scan's doubts: for staff, never for the student
-        out += ["## For the instructor: what the built-in check could not settle", "",
-                *(f"- {md_text(note)}" for note in result.notes), ""]
+        out += [f"## {INSTRUCTOR_NOTES}", "", *(f"- {md_text(note)}" for note in result.notes), ""]
     if result.error:
-        out += ["## ✗ This submission could not be graded", "", *md_block(result.error), "",
-                _error_hint(result), ""]
+        out += [f"## {FAIL} {NOT_GRADED}", "", *md_block(result.error), "", _error_hint(result), ""]
     for section in sections(result):
-        title = _section_title(section)
-        heading = title if section.title == NOTEBOOK else md_code(title)
-        points = _points(section.score, section.max_score) if section.title == NOTEBOOK else (
-            f" — {fmt_points(section.score)} / {fmt_points(section.max_score)}")
-        out += [f"## {heading}{points}", ""]
+        title, code, points = _heading(section)
+        out += [f"## {md_code(title) if code else title}{points}", ""]
         for call in section.builtins:
-            out += [f"> **{FAIL} Forbidden built-in:** {md_code(call)}. {BUILTIN_HINT}", ""]
+            out += [f"> **{FAIL} {FORBIDDEN}:** {md_code(call)}. {BUILTIN_HINT}", ""]
         if not section.checks:
             out += [NO_CHECKS, ""]
         for check in section.checks:
@@ -180,18 +180,15 @@ def feedback_html(result: SubmissionResult, *, instructor: bool = False) -> str:
                     f"{_h(warning)}</div>")
     if instructor and result.notes:
         items = "".join(f"<li>{_h(note)}</li>" for note in result.notes)
-        body.append(f"<h2>For the instructor: what the built-in check could not settle</h2><ul>{items}</ul>")
+        body.append(f"<h2>{_h(INSTRUCTOR_NOTES)}</h2><ul>{items}</ul>")
     if result.error:
-        body.append(f'<div class="banner error" role="alert"><strong>{FAIL} This submission could '
-                    f"not be graded.</strong><pre>{_h(result.error)}</pre>{_h(_error_hint(result))}</div>")
+        body.append(f'<div class="banner error" role="alert"><strong>{FAIL} {_h(NOT_GRADED)}.</strong>'
+                    f"<pre>{_h(result.error)}</pre>{_h(_error_hint(result))}</div>")
     for section in sections(result):
-        title = _h(_section_title(section))
-        heading = title if section.title == NOTEBOOK else f"<code>{title}</code>"
-        points = _points(section.score, section.max_score) if section.title == NOTEBOOK else (
-            f" — {fmt_points(section.score)} / {fmt_points(section.max_score)}")
-        body.append(f"<section>\n<h2>{heading}{points}</h2>")
+        title, code, points = _heading(section)
+        body.append(f"<section>\n<h2>{f'<code>{_h(title)}</code>' if code else _h(title)}{points}</h2>")
         for call in section.builtins:
-            body.append(f'<div class="banner error"><strong>{FAIL} Forbidden built-in:</strong> '
+            body.append(f'<div class="banner error"><strong>{FAIL} {_h(FORBIDDEN)}:</strong> '
                         f"<code>{_h(call)}</code>. {_h(BUILTIN_HINT)}</div>")
         if not section.checks:
             body.append(f"<p>{_h(NO_CHECKS)}</p>")

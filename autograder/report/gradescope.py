@@ -15,8 +15,8 @@ import jsonschema
 
 from autograder.report.disclosure import GRADESCOPE_VISIBILITY, student_output
 from autograder.report.numbers import fmt_points
-from autograder.report.sections import framework_label, one_line
-from autograder.results import CheckResult, SubmissionResult
+from autograder.report.sections import FORBIDDEN, NOT_GRADED, framework_label, one_line
+from autograder.results import CheckResult, SubmissionResult, points
 
 SCHEMA_PATH = Path(__file__).with_name("gradescope_results.schema.json")
 
@@ -85,24 +85,24 @@ def summary(result: SubmissionResult) -> str:
     lines: list[str] = []
     where = f"{result.chapter or 'assignment unknown'} ({framework_label(result.framework)})"
     if result.error:
-        lines.append(f"This submission could not be graded: {one_line(result.error)}")
+        lines.append(f"{NOT_GRADED}: {one_line(result.error)}")
         lines.append(f"Score: {fmt_points(result.score)}." + (f" Assignment: {where}." if result.chapter else ""))
     else:
         public = [c for c in result.checks if c.visibility == "visible"]
         hidden = [c for c in result.checks if c.visibility != "visible"]
+        score, max_score = points(public)
         lines.append(
-            f"{where}: public checks {fmt_points(sum(c.score for c in public))}"
-            f" / {fmt_points(sum(c.max_score for c in public))} points"
+            f"{where}: public checks {fmt_points(score)} / {fmt_points(max_score)} points"
             f" ({sum(c.passed for c in public)} of {len(public)} passed)."
         )
         if hidden:
             lines.append(
-                f"Hidden checks: {len(hidden)}, worth {fmt_points(sum(c.max_score for c in hidden))}"
+                f"Hidden checks: {len(hidden)}, worth {fmt_points(points(hidden)[1])}"
                 " points; their results appear when grades are published."
             )
     for exercise, calls in result.builtins.items():
         lines.append(
-            f"Forbidden built-in in {exercise}: {', '.join(calls)}."
+            f"{FORBIDDEN} in {exercise}: {', '.join(calls)}."
             " This exercise asks you to implement it yourself."
         )
     for warning in result.warnings:

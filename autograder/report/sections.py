@@ -9,6 +9,12 @@ from autograder.results import CheckResult, SubmissionResult, points
 FRAMEWORK_LABELS = {"torch": "PyTorch", "tf": "TensorFlow"}
 NOTEBOOK = "notebook"   # the exercise name results.py gives to whole-notebook lines
 
+# The headings every report shows a student or instructor (feedback.md and .html, Gradescope's
+# summary), written once so that they cannot drift apart.
+NOT_GRADED = "This submission could not be graded"
+INSTRUCTOR_NOTES = "For the instructor: what the built-in check could not settle"
+FORBIDDEN = "Forbidden built-in"
+
 
 def framework_label(framework: str | None) -> str:
     if framework is None:

@@ -353,9 +353,6 @@ def _limit(op: dict) -> None:
     if op.get("max_processes"):
         n = op["max_processes"]
         resource.setrlimit(resource.RLIMIT_NPROC, (n, n))
-    if op.get("max_data_bytes"):
-        n = op["max_data_bytes"]
-        resource.setrlimit(resource.RLIMIT_DATA, (n, n))
 
 
 def _quiet() -> None:
