@@ -13,7 +13,8 @@ from pathlib import Path
 
 from autograder import isolation, parse, scan, untrusted
 from autograder.checks.runner import run_checks
-from autograder.execute import Limits, Runner, Sandbox, SandboxError
+from autograder.session import Runner
+from autograder.workers import Limits, Sandbox, SandboxError
 from autograder.results import RUNS_TOP_TO_BOTTOM, CheckResult, SubmissionResult
 
 

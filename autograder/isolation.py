@@ -55,7 +55,7 @@ def bubblewrap_problem() -> str:
     exe = shutil.which("bwrap")
     if not exe:
         return "bubblewrap is not installed"
-    from autograder.execute import bwrap_args, grader_lib
+    from autograder.workers import bwrap_args, grader_lib
 
     probe = subprocess.run([exe, *bwrap_args(grader_lib()), sys.executable, "-I", "-c", "pass"],
                            capture_output=True, text=True, timeout=60)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from autograder.checks.runner import LocalBackend, run_checks
-from autograder.execute import _read_reply
+from autograder.session import _read_reply
 from autograder.notebooks import load_namespace, master_path
 from autograder.report.feedback import feedback_html, feedback_markdown
 from autograder.report.gradescope import to_gradescope

@@ -29,7 +29,7 @@ import pytest
 
 import test_grading_gallery as gallery
 from hostile_submissions import MARKER, WITNESS, attack_source
-from autograder import execute, export, isolation
+from autograder import export, isolation, workers
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gallery")]
 REPO = Path(__file__).resolve().parents[1]
@@ -187,13 +187,13 @@ def uid_drop_gallery(python_reachable, tmp_path_factory):
 
 
 def test_no_cgroup_is_left_behind_by_a_jobs_2_run(uid_drop_gallery):
-    stale = [p for root in execute.CGROUP_ROOTS for p in root.glob("autograder-*-*")
-             if not execute._alive(int(p.name.split("-")[1]))]
+    stale = [p for root in workers.CGROUP_ROOTS for p in root.glob("autograder-*-*")
+             if not workers._alive(int(p.name.split("-")[1]))]
     assert not stale
 
 
 def test_stale_cgroups_of_dead_graders_are_removed():
-    roots = [r for r in execute.CGROUP_ROOTS if (r / "cgroup.procs").exists()]
+    roots = [r for r in workers.CGROUP_ROOTS if (r / "cgroup.procs").exists()]
     if not roots:
         pytest.skip("no cgroup hierarchy here")
     dead = subprocess.Popen(["true"])
@@ -207,8 +207,8 @@ def test_stale_cgroups_of_dead_graders_are_removed():
             continue
     if not made:
         pytest.skip("cannot create cgroups here")
-    execute.remove_stale_cgroups.cache_clear()
-    removed = execute.remove_stale_cgroups()
+    workers.remove_stale_cgroups.cache_clear()
+    removed = workers.remove_stale_cgroups()
     assert all(str(p) in removed and not p.exists() for p in made)
 
 

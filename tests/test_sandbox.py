@@ -6,8 +6,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from autograder import execute, isolation
-from autograder.execute import ISOLATED, Limits, Runner, Sandbox
+from autograder import isolation, session, workers
+from autograder.session import Runner
+from autograder.workers import ISOLATED, Limits, Sandbox
 
 pytestmark = [pytest.mark.xdist_group("sandbox"), pytest.mark.slow]
 X = (np.ones((2, 3), np.float32),)
@@ -40,8 +41,8 @@ def test_sandbox_sees_no_solutions_no_checks_no_network(sandbox):
                  "    except OSError:\n"
                  "        seen.append(False)\n"
                  "    return x * 0 + float(sum(seen)), os.getuid()" % (
-                     str(execute.SANDBOX_SRC.parent.parent / "solutions"),
-                     str(execute.SANDBOX_SRC.parent / "checks"), str(execute.SANDBOX_SRC.parent.parent / "Makefile")))
+                     str(workers.SANDBOX_SRC.parent.parent / "solutions"),
+                     str(workers.SANDBOX_SRC.parent / "checks"), str(workers.SANDBOX_SRC.parent.parent / "Makefile")))
     reply = runner.call("probe", X, {})
     runner.close()
     assert reply.status == "ok", reply.error
@@ -111,17 +112,17 @@ def test_everything_the_submission_started_is_killed_when_it_ends(sandbox):
 
 def test_a_reply_that_is_not_plain_data_is_refused():
     head = {"status": "ok", "result": {"kind": "single", "items": [{"a": "r0", "type": "torch.Tensor"}]}}
-    assert execute._read_reply(head, {}).status == "error"                 # the array is missing
+    assert session._read_reply(head, {}).status == "error"                 # the array is missing
     objects = {"r0": np.array([object()], dtype=object)}
-    assert execute._read_reply(head, objects).status == "error"
-    assert execute._read_reply({"status": "PASSED"}, {}).status == "error"
+    assert session._read_reply(head, objects).status == "error"
+    assert session._read_reply({"status": "PASSED"}, {}).status == "error"
 
 
 def test_with_isolation_off_or_no_cgroups_it_still_runs_with_rlimits(monkeypatch):
-    monkeypatch.setattr(execute._Cgroup, "__init__", lambda self, limits: setattr(self, "dirs", []))
-    box = Sandbox("torch", Limits(call_seconds=10, submission_memory_bytes=1 << 30), execute.NONE)
+    monkeypatch.setattr(workers._Cgroup, "__init__", lambda self, limits: setattr(self, "dirs", []))
+    box = Sandbox("torch", Limits(call_seconds=10, submission_memory_bytes=1 << 30), workers.NONE)
     try:
-        assert box.isolation == execute.NONE and not box.cgroup.dirs
+        assert box.isolation == workers.NONE and not box.cgroup.dirs
         runner = run(box, "import torch\ndef f(x):\n    return x * 3", "def slow(x):\n    while True: pass",
                      "import numpy as np\ndef hog(x):\n    a = []\n    while True: a.append(np.ones(50_000_000))")
         assert runner.call("slow", X, {}).status == "died"
@@ -139,7 +140,7 @@ def test_require_sandbox_means_bubblewrap_or_nothing(monkeypatch):
     try:
         with pytest.raises(isolation.Unavailable, match="--require-sandbox"):
             isolation.choose(require_bubblewrap=True)
-        with pytest.raises(execute.SandboxError, match="apt-get install bubblewrap"):
+        with pytest.raises(workers.SandboxError, match="apt-get install bubblewrap"):
             monkeypatch.setattr(isolation, "uid_drop_problem", lambda: "not root")
             Sandbox("torch")
         assert isolation.choose(unsafe=True) == isolation.NONE

@@ -7,7 +7,8 @@ import pytest
 
 from autograder.checks.api import CheckFailure, assert_close
 from autograder.checks.runner import LocalBackend, StudentProxy
-from autograder.execute import Limits, Runner, Sandbox
+from autograder.session import Runner
+from autograder.workers import Limits, Sandbox
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sandbox")]
 

@@ -1,8 +1,8 @@
 """The check stage: run a chapter's pytest checks against one submission, trusted side.
 
-Where the functions live is a *backend*: `execute.Runner` (a sandboxed process, in grading) or
+Where the functions live is a *backend*: `session.Runner` (a sandboxed process, in grading) or
 `LocalBackend` (the student's own kernel, in `check()`). Either way a call returns an
-`execute.Reply` of plain data, and comparisons happen here, never in the student's process.
+`session.Reply` of plain data, and comparisons happen here, never in the student's process.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 
 from autograder import chapters, untrusted
 from autograder.checks.api import CheckFailure, NotImplementedYet, detail, meta_of
-from autograder.execute import Handle, Reply, _read_reply
+from autograder.session import Handle, Reply, _read_reply
 from autograder.results import CheckResult
 from autograder.sandbox import calls, convert
 
