@@ -7,13 +7,24 @@ A request is a JSON header plus arrays:
 - {"kind": "call", "handle": h}: call that object;
 - {"kind": "load", "handle": h}: load weights into its attributes. Arguments are keyword arrays
   named "<attribute path>.<kernel|bias|scale|offset>", e.g. "attention.w_q.kernel", in the
-  maths convention y = x @ kernel + bias; each framework's layout is applied here.
+  maths convention y = x @ kernel + bias; weights.py applies each framework's layout and says
+  what does not fit.
+
+Around every call (all three kinds):
+- "seed" in the request (an int; absent: nothing is seeded) seeds Python's `random`, NumPy's
+  global generator and the notebook's framework just before the call (seeding.py), so that a
+  check that trains something (chapter 05) scores the same every time;
+- the reply carries "peak_bytes" (peak.py): how far the process's memory rose above where it
+  stood when the call began, at its highest. It is the process's own word: a submission can forge
+  it, so it serves checks that teach (chapter 06's flash_attention must not build the n x n
+  matrix); the memory limit itself stays the worker's and the cgroup's.
 """
 from __future__ import annotations
 
 import traceback
 
-from autograder.sandbox import convert, tracer
+from autograder.sandbox import convert, peak, tracer, weights
+from autograder.sandbox.seeding import seed_everything
 
 MAX_ERROR = 3000   # characters of traceback sent back per failure
 
@@ -23,43 +34,6 @@ def error_text(exc: BaseException) -> str:
     # Keep the student's frames: drop the grader's own.
     text = "".join(line for line in lines if "autograder/sandbox" not in line)
     return text[-MAX_ERROR:]
-
-
-def _load(obj, kwargs: dict, framework: str) -> None:
-    groups: dict[str, dict] = {}
-    for key, value in kwargs.items():
-        path, _, part = key.rpartition(".")
-        groups.setdefault(path, {})[part] = value
-    for path, params in groups.items():
-        layer = obj
-        for attr in path.split("."):
-            if not hasattr(layer, attr):
-                raise AttributeError(f"has no attribute '{path}', which the exercise names")
-            layer = getattr(layer, attr)
-        _load_layer(layer, params, framework)
-
-
-def _load_layer(layer, params: dict, framework: str) -> None:
-    if framework == "torch":
-        import torch
-
-        with torch.no_grad():
-            for part, value in params.items():
-                value = torch.as_tensor(value)
-                if part == "kernel":
-                    layer.weight.copy_(value.T)        # nn.Linear keeps (out, in)
-                elif part in ("scale", "bias", "offset"):
-                    target = layer.weight if part == "scale" else layer.bias
-                    target.copy_(value)
-        return
-    import numpy as np
-
-    if not layer.built:   # Keras creates variables on first use; build from the kernel's shape
-        size = params["kernel"].shape[0] if "kernel" in params else np.shape(params.get("scale"))[-1]
-        layer.build((None, size))
-    names = {"kernel": "kernel", "bias": "bias", "scale": "gamma", "offset": "beta"}
-    for part, value in params.items():
-        getattr(layer, names[part]).assign(value)
 
 
 def perform(request: dict, arrays: dict, namespace: dict, handles: dict, framework: str):
@@ -76,25 +50,37 @@ def perform(request: dict, arrays: dict, namespace: dict, handles: dict, framewo
         if not callable(target):
             return {"status": "error", "error": f"{request.get('name')} is not a function or class"}, None
     tracer.take()
+    seed = request.get("seed")
+    peak_bytes = 0
     try:
         args, kwargs = convert.decode_args(request["spec"], arrays, framework)
-        if kind == "load":
-            _load(target, {k: convert.to_numpy(v) for k, v in kwargs.items()}, framework)
-            value = None
-        else:
-            value = target(*args, **kwargs)
+        if type(seed) is int:
+            seed_everything(seed, framework)
+        started = peak.meter().start(framework)
+        try:
+            if kind == "load":
+                weights.load(target, {k: convert.to_numpy(v) for k, v in kwargs.items()}, framework)
+                value = None
+            else:
+                value = target(*args, **kwargs)
+        finally:
+            peak_bytes = peak.meter().stop(started)
     except NotImplementedError:
-        return {"status": "not_implemented", "builtins": tracer.take()}, None
+        return {"status": "not_implemented", "builtins": tracer.take(), "peak_bytes": peak_bytes}, None
+    except weights.Mismatch as exc:   # the grader's words, no traceback: no student frame is involved
+        return {"status": "error", "error": str(exc), "builtins": tracer.take(), "peak_bytes": peak_bytes}, None
     except BaseException as exc:   # SystemExit too: a student's function cannot stop us
-        return {"status": "error", "error": error_text(exc), "builtins": tracer.take()}, None
+        return {"status": "error", "error": error_text(exc), "builtins": tracer.take(),
+                "peak_bytes": peak_bytes}, None
     used = tracer.take()
     if kind == "new":
         handle = f"h{len(handles)}"
         handles[handle] = value
-        return {"status": "ok", "result": {"kind": "handle", "items": [], "handle": handle}, "builtins": used}, None
+        return {"status": "ok", "result": {"kind": "handle", "items": [], "handle": handle}, "builtins": used,
+                "peak_bytes": peak_bytes}, None
     try:
         spec, out = convert.encode_result(value)
     except BaseException as exc:
         return {"status": "error", "builtins": used,
                 "error": f"the return value could not be read: {type(exc).__name__}: {exc}"}, None
-    return {"status": "ok", "result": spec, "builtins": used}, out
+    return {"status": "ok", "result": spec, "builtins": used, "peak_bytes": peak_bytes}, out
