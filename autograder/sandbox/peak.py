@@ -1,0 +1,109 @@
+"""The peak memory of one call, measured in the process that makes it (see calls.py)."""
+from __future__ import annotations
+
+import os
+import sys
+
+
+class PeakMeter:
+    """The rise of the process's memory during one call, at its highest, in bytes.
+
+    Linux: writing 5 to /proc/self/clear_refs resets the peak resident set (VmHWM) to the current
+    one; after the call, VmHWM minus the resident set before is the call's peak, whatever it freed
+    since. /proc/self/* of a non-dumpable process belongs to root, so under the uid-drop level the
+    child (which inherits the worker's non-dumpable flag) makes itself dumpable first: nothing
+    but the submission's own processes runs under its uid, and ptrace stays refused by seccomp.
+    Elsewhere (macOS, no /proc): the rise of ru_maxrss, exact when the call sets a new record for
+    the process and otherwise a lower bound (what stayed resident after the call).
+
+    TensorFlow with oneDNN (its default on x86 Linux) keeps large tensors in a pool that it never
+    gives back, so a second 400 MB tensor raises no resident set: its allocator's own peak counts
+    too (the larger of the two is reported; memory from both at once is undercounted)."""
+
+    def __init__(self):
+        self.exact = self._can_reset()
+
+    @staticmethod
+    def _can_reset() -> bool:
+        for attempt in range(2):
+            try:
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")
+                return True
+            except PermissionError:
+                if attempt or sys.platform != "linux":
+                    return False
+                import ctypes
+
+                ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)   # PR_SET_DUMPABLE: /proc/self becomes ours
+            except OSError:
+                return False
+        return False
+
+    def start(self, framework: str) -> tuple:
+        """-> (resident bytes now, the process's record so far, TensorFlow's tensor bytes now)."""
+        tensors = _tf_tensor_bytes(reset=True) if framework == "tf" else None
+        if self.exact:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            return _status_kib("VmRSS") * 1024, 0, tensors
+        return _resident_bytes(), _max_rss_bytes(), tensors
+
+    def stop(self, started: tuple) -> int:
+        resident, record, tensors = started
+        if self.exact:
+            rise = _status_kib("VmHWM") * 1024 - resident
+        else:
+            now = _max_rss_bytes()
+            rise = (now if now > record else _resident_bytes()) - resident
+        if tensors is not None:
+            peak = _tf_tensor_bytes(reset=False)
+            rise = max(rise, peak - tensors if peak is not None else 0)
+        return max(0, rise)
+
+
+def _tf_tensor_bytes(reset: bool) -> int | None:
+    """TensorFlow's CPU allocator: bytes in use now (after resetting its peak), or its peak."""
+    tf = sys.modules.get("tensorflow")
+    try:
+        if reset:
+            tf.config.experimental.reset_memory_stats("CPU:0")
+            return tf.config.experimental.get_memory_info("CPU:0")["current"]
+        return tf.config.experimental.get_memory_info("CPU:0")["peak"]
+    except Exception:   # noqa: BLE001 (no TensorFlow, or one without allocator stats: RSS alone)
+        return None
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status", "rb") as f:
+        for line in f:
+            if line.startswith(field.encode()):
+                return int(line.split()[1])
+    return 0
+
+
+def _max_rss_bytes() -> int:
+    try:
+        import resource
+    except ImportError:   # Windows: no measure
+        return 0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024   # macOS counts bytes, Linux KiB
+
+
+def _resident_bytes() -> int:
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return _max_rss_bytes()   # no /proc: the record is the best known upper bound of "now"
+
+
+_meter: PeakMeter | None = None
+
+
+def meter() -> PeakMeter:
+    global _meter
+    if _meter is None:
+        _meter = PeakMeter()
+    return _meter
