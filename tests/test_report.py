@@ -404,6 +404,20 @@ def test_terminal_summary_shows_the_same_rows():
     assert "1.75 / 2.5" in text and "none failed" in text
 
 
+def test_a_narrow_terminal_cuts_only_the_check_text():
+    """80 columns (a pipe, CI): every exercise keeps its name and numbers; the check text is cut.
+    scaled_dot_product_attention is the course's longest exercise name."""
+    long = partial()
+    long.checks[1].name = "dot_product_scores: " + "a very long description of what it checks " * 3
+    long.checks[1].exercise = "scaled_dot_product_attention"
+    console = Console(record=True, width=80)
+    console.print(table.exercise_summary_table([full_marks(), long], console.width))
+    lines = console.export_text().splitlines()
+    assert max(map(len, lines)) <= 80
+    row = next(line for line in lines if line.startswith("scaled_dot_product_attention"))
+    assert "0.5 / 1" in row and "0 of 1 (0%)" in row and "1 of 1" in row and row.rstrip().endswith("…")
+
+
 # --- golden files ---------------------------------------------------------------------------------
 
 def golden(name: str, actual: bytes) -> None:

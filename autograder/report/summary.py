@@ -51,13 +51,14 @@ class ExerciseSummary:
     def most_failed_cell(self) -> str:
         if not self.most_failed:
             return NONE_FAILED
-        return self.most_failed + (f" (and {self.tied} more as often)" if self.tied else "")
+        return self.most_failed + (f" (+{self.tied} as often)" if self.tied else "")
 
     def failed_by_cell(self) -> str:
         return f"{self.failed_by} of {self.graded}" if self.failed_by else ""
 
 
-HEADERS = ["exercise", "mean", "%", "full marks", "most failed check", "failed by"]
+CHECK_HEADER = "most failed check"
+HEADERS = ["exercise", "mean", "%", "full marks", CHECK_HEADER, "failed by"]
 
 
 def exercise_summary(results: list[SubmissionResult]) -> list[ExerciseSummary]:

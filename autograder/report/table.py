@@ -15,6 +15,7 @@ import csv
 import io
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -22,7 +23,7 @@ from rich.text import Text
 from autograder.report.atomic import write_atomic
 from autograder.report.numbers import fmt_percent, fmt_points
 from autograder.report.sections import NOTEBOOK, by_name, exercise_columns, framework_label, one_line, sections
-from autograder.report.summary import HEADERS, exercise_summary, summary_cells
+from autograder.report.summary import CHECK_HEADER, HEADERS, exercise_summary, summary_cells
 from autograder.results import SubmissionResult
 
 FIXED_HEAD = ["submission", "file", "chapter", "framework"]
@@ -82,15 +83,23 @@ def summary_table(results: list[SubmissionResult]) -> Table:
     return table
 
 
-def exercise_summary_table(results: list[SubmissionResult]) -> Table:
-    """summary.py's rows, as summary.md shows them: what to reteach."""
-    table = Table(title="Class summary per exercise (graded submissions)", title_justify="left")
-    for header in HEADERS:
-        right = header in ("mean", "%", "full marks", "failed by")
-        table.add_column(header, justify="right" if right else "left",
-                         overflow="fold" if header == "most failed check" else "ellipsis")
-    for row in exercise_summary(results):
-        table.add_row(*(Text(cell) for cell in summary_cells(row)))
+def exercise_summary_table(results: list[SubmissionResult], width: int = 120) -> Table:
+    """summary.py's rows, one line each, the most failed check last. Names and numbers keep their
+    full width; a narrow terminal (`width` columns) cuts only the check's end (summary.md has it
+    whole). Widths are fixed here: rich's own fitting drops whole columns instead."""
+    order = [i for i, h in enumerate(HEADERS) if h != CHECK_HEADER] + [HEADERS.index(CHECK_HEADER)]
+    rows = [[cells[i] for i in order] for cells in map(summary_cells, exercise_summary(results))]
+    headers = [HEADERS[i] for i in order]
+    widths = [max([len(h), *(len(cells[i]) for cells in rows)]) for i, h in enumerate(headers)]
+    widths[-1] = max(12, min(widths[-1], width - sum(widths[:-1]) - len(widths) + 1))
+    table = Table(title="Class summary per exercise (graded submissions)", title_justify="left",
+                  box=box.SIMPLE_HEAD, show_edge=False, padding=0)   # the box's blanks separate them
+    for header, size in zip(headers, widths):
+        left = header in ("exercise", CHECK_HEADER)
+        table.add_column(header, justify="left" if left else "right", width=size, no_wrap=True,
+                         overflow="ellipsis")
+    for cells in rows:
+        table.add_row(*(Text(cell) for cell in cells))
     return table
 
 
@@ -98,7 +107,7 @@ def print_summary(results: list[SubmissionResult], console: Console | None = Non
     """What `grade` prints at the end of a batch."""
     console = console or Console()
     console.print(summary_table(results))
-    console.print(exercise_summary_table(results))
+    console.print(exercise_summary_table(results, console.width))
     errored = sum(1 for r in results if r.error)
     if errored:
         console.print(f"[bold red]{errored} of {len(results)} submissions could not be graded[/]")
