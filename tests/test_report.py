@@ -366,6 +366,21 @@ def test_summary_counts_failures_per_submission_and_reports_ties():
     assert (row.most_failed, row.failed_by, row.tied) == ("worked example", 3, 1)
 
 
+def test_an_untouched_exercise_counts_in_the_mean_but_not_in_what_was_failed():
+    """NotImplementedError fails every check alike: it would bury the check the class gets wrong."""
+    untouched = full_marks()
+    untouched.submission = "zoe"
+    untouched.checks = [check("masked_softmax", "rows sum to one", 0, 1,
+                              output="masked_softmax: not implemented yet"),
+                        check("masked_softmax", "fully masked rows are zero, not NaN", 0, 1.5, "hidden",
+                              output="masked_softmax: not implemented yet")]
+    rows = {r.exercise: r for r in exercise_summary([full_marks(), partial(), untouched])}
+    soft = rows["masked_softmax"]
+    assert (soft.graded, soft.tried, soft.full_marks, soft.mean) == (3, 2, 1, round(3.5 / 3, 6))
+    assert (soft.most_failed, soft.failed_by, soft.tied) == ("fully masked rows are zero, not NaN", 1, 0)
+    assert soft.failed_by_cell() == "1 of 2"
+
+
 def test_full_marks_are_the_exercises_full_marks_not_what_ran():
     """A submission whose grading stopped before an exercise's last check did not earn full marks."""
     cut = full_marks()

@@ -2,7 +2,7 @@
 
 `exercise_summary` builds the rows once; the terminal table (table.py) and DIR/summary.md (here)
 render them. Per exercise: the class mean, how many earned full marks, and the check failed by the
-most submissions (hidden checks included: this is for staff).
+most submissions that implemented it (hidden checks included: this is for staff).
 
 Submissions that could not be graded are left out of the rows (they say nothing about how hard an
 exercise is) and listed by name in summary.md instead. Full marks are the exercise's full marks
@@ -17,10 +17,11 @@ from dataclasses import dataclass
 
 from autograder.report.feedback import md_code, md_text
 from autograder.report.numbers import fmt_percent, fmt_points
-from autograder.report.sections import NOTEBOOK, by_name, exercise_columns, sections
+from autograder.report.sections import NOTEBOOK, Section, by_name, exercise_columns, sections
 from autograder.results import SubmissionResult
 
 NONE_FAILED = "none failed"
+NOT_IMPLEMENTED = "not implemented yet"
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,10 @@ class ExerciseSummary:
     max_score: float      # its full marks
     full_marks: int       # how many of them earned full marks
     most_failed: str = ""  # what the most failed check checks (its name without "<exercise>: ")
-    failed_by: int = 0    # how many submissions failed that check
+    failed_by: int = 0    # how many of the submissions that tried the exercise failed that check
     tied: int = 0         # other checks failed by as many
+    tried: int = 0        # submissions that implemented it (an untouched one fails every check
+                          # alike, which says nothing about what to reteach)
 
     @property
     def full_share(self) -> float:
@@ -54,7 +57,7 @@ class ExerciseSummary:
         return self.most_failed + (f" (+{self.tied} as often)" if self.tied else "")
 
     def failed_by_cell(self) -> str:
-        return f"{self.failed_by} of {self.graded}" if self.failed_by else ""
+        return f"{self.failed_by} of {self.tried}" if self.failed_by else ""
 
 
 CHECK_HEADER = "most failed check"
@@ -70,8 +73,9 @@ def exercise_summary(results: list[SubmissionResult]) -> list[ExerciseSummary]:
         if not scored:
             continue
         top = max(s.max_score for s in scored)
+        tried = [s for s in scored if not _untouched(s)]
         failed: Counter[str] = Counter()
-        for section in scored:   # Counter keeps first-seen order: ties go to the earlier check
+        for section in tried:   # Counter keeps first-seen order: ties go to the earlier check
             failed.update({c.name: 1 for c in section.checks if not c.passed})
         most = failed.most_common()
         worst, count = most[0] if most else ("", 0)
@@ -79,8 +83,15 @@ def exercise_summary(results: list[SubmissionResult]) -> list[ExerciseSummary]:
             exercise=name, graded=len(scored), mean=round(statistics.fmean(s.score for s in scored), 6),
             max_score=top, full_marks=sum(1 for s in scored if top > 0 and s.score >= top),
             most_failed=worst.removeprefix(f"{name}: "), failed_by=count,
-            tied=sum(1 for _, n in most[1:] if n == count)))
+            tied=sum(1 for _, n in most[1:] if n == count), tried=len(tried)))
     return rows
+
+
+def _untouched(section: Section) -> bool:
+    """Still `raise NotImplementedError`: no check passed, and one says so (checks/api.py's
+    NotImplementedYet; student.py's verdict reads the same words)."""
+    return (not any(c.passed for c in section.checks)
+            and any(c.output.rstrip().endswith(NOT_IMPLEMENTED) for c in section.checks))
 
 
 def summary_cells(row: ExerciseSummary) -> list[str]:
@@ -116,7 +127,8 @@ def summary_markdown(results: list[SubmissionResult]) -> str:
             cells = summary_cells(row)
             out.append("| " + " | ".join([md_code(cells[0]).replace("|", "\\|"),
                                            *(md_text(c) for c in cells[1:])]) + " |")
-        out.append("")
+        out += ["", "*failed by*: among the submissions that implemented the exercise; one still raising "
+                "`NotImplementedError` scores 0 in the mean and full marks but fails every check alike.", ""]
     errored = [r for r in by_name(results) if r.error]
     if errored:
         out += ["## Could not be graded", ""]
