@@ -7,6 +7,9 @@ INSTALLED := $(VENV)/.installed
 MATHJAX := book/_static/mathjax/tex-chtml.js
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 3
+# TensorFlow's oneDNN kernels and PyTorch's bundled oneDNN clash in one process (pages and tests load
+# both): TF then returns wrong numbers or frees invalid pointers. tests/test_frameworks_together.py.
+export TF_ENABLE_ONEDNN_OPTS := 0
 
 .PHONY: help venv book exercises test test-fast lab system-deps lock clean
 

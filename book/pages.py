@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")    # TensorFlow's C++ start-up logs
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")   # ... and the oneDNN notice
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")   # TF's oneDNN clashes with torch's: wrong numbers
 
 import keras  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402

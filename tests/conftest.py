@@ -10,7 +10,13 @@ module fixture must live in one file; the `xdist_group` marks now only name the 
 """
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Before any test imports TensorFlow: its oneDNN kernels clash with PyTorch's in one process
+# (wrong numbers, then a crash; see test_frameworks_together.py). The Makefile sets it too.
+os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
 
 TIERS = {"browser": "browser", "gallery": "gallery"}   # xdist group -> marker
 
