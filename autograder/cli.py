@@ -59,8 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("submissions", nargs="*", type=Path, metavar="SUBMISSION")
     grade.add_argument("--out", required=True, type=Path, metavar="DIR")
     grade.add_argument("--jobs", type=int, default=1, metavar="N", help="parallel graders (default 1)")
-    grade.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
-                       help="wall time for one submission (default 300)")
+    grade.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                       help="wall time for one submission (default: its chapter's, 300 s today)")
     grade.add_argument("--seed", type=int, default=0, help="batch seed for the checks' random inputs")
     safety = grade.add_mutually_exclusive_group()
     safety.add_argument("--require-sandbox", action="store_true",
@@ -94,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _grade(args) -> int:
-    if args.jobs < 1 or args.timeout <= 0:
+    if args.jobs < 1 or (args.timeout is not None and args.timeout <= 0):
         raise Misuse("--jobs must be at least 1 and --timeout positive")
     if not args.submissions and not args.regrade:
         raise Misuse("give the SUBMISSION files or folders to grade, or --regrade NAME")

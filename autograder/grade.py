@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograder import isolation, parse, scan, untrusted
+from autograder import chapters, isolation, parse, scan, untrusted
+from autograder.checks.api import MB
 from autograder.checks.runner import run_checks
 from autograder.session import Runner
 from autograder.workers import Limits, Sandbox, SandboxError
@@ -20,7 +21,8 @@ from autograder.results import RUNS_TOP_TO_BOTTOM, CheckResult, SubmissionResult
 
 @dataclass
 class Options:
-    timeout: float = 300.0            # seconds for one submission, all cells and checks together
+    timeout: float | None = None      # seconds for one submission, all cells and checks together
+                                      # (None: its chapter's submission_seconds)
     seed: int = 0                     # the batch seed; each check derives its own from it
     public_only: bool = False         # `autograder check`: what students may run themselves
     require_sandbox: bool = False     # bubblewrap or nothing
@@ -49,20 +51,31 @@ class Sandboxes:
         multiprocessing.util.Finalize(self, self.close, exitpriority=10)
 
     def get(self, framework: str) -> Sandbox:
+        """The framework's worker; its limits are the machine's (cgroup), each submission brings
+        its own (`submission_limits`)."""
         if framework not in self.by_framework:
-            t = self.options.timeout   # one cell or call may use a fair share of it, not all
-            limits = Limits(submission_seconds=t, cell_seconds=min(60.0, t / 4), call_seconds=min(20.0, t / 6))
             try:
                 level = self.options.level()
             except isolation.Unavailable as exc:
                 raise SandboxError(str(exc)) from None
-            self.by_framework[framework] = Sandbox(framework, limits, level, list(self.options.protected))
+            self.by_framework[framework] = Sandbox(framework, Limits(), level, list(self.options.protected))
         return self.by_framework[framework]
 
     def close(self) -> None:
         for sandbox in self.by_framework.values():
             sandbox.close()
         self.by_framework.clear()
+
+
+def submission_limits(chapter: str, timeout: float | None = None) -> Limits:
+    """One submission's limits: its chapter record's. `timeout` (--timeout), when given, replaces
+    the submission's time, and then one cell or call may use a fair share of it, not all."""
+    record = chapters.chapter(chapter).limits
+    cell, call, total = record.cell_seconds, record.call_seconds, record.submission_seconds
+    if timeout is not None:
+        cell, call, total = min(cell, timeout / 4), min(call, timeout / 6), timeout
+    return Limits(call_seconds=call, cell_seconds=cell, submission_seconds=total,
+                  submission_memory_bytes=int(record.memory_mb * MB))
 
 
 def _run_line(outcomes, gave_up: str) -> CheckResult:
@@ -135,7 +148,8 @@ def _grade(path: Path, sandboxes: Sandboxes, result: SubmissionResult, start: fl
     result.sandbox = sandbox.isolation
     if sandbox.isolation == isolation.NONE:
         result.warnings.append(isolation.OFF_WARNING)
-    runner = Runner(sandbox, sub.cells, deadline=start + options.timeout)
+    limits = submission_limits(sub.chapter, options.timeout)
+    runner = Runner(sandbox, sub.cells, deadline=start + limits.submission_seconds, limits=limits)
     try:
         outcomes = runner.run_cells()
         checks, traced = run_checks(sub.chapter, runner, sub.framework, exercise=options.exercise,

@@ -16,7 +16,7 @@ import numpy as np
 
 from autograder import untrusted
 from autograder.sandbox import convert, protocol, tracer
-from autograder.workers import Sandbox
+from autograder.workers import Limits, Sandbox
 
 
 class Died(Exception):
@@ -43,17 +43,21 @@ class Reply:
 
 
 class Runner:
-    """Runs one submission's cells, then its functions; survives the child's death."""
+    """Runs one submission's cells, then its functions; survives the child's death.
 
-    def __init__(self, sandbox: Sandbox, cells: list[tuple[int, str]], deadline: float | None = None):
+    `limits`: the submission's (its chapter's, grade.py); the sandbox's by default. A call may
+    bring its own time limit (a check's `seconds`)."""
+
+    def __init__(self, sandbox: Sandbox, cells: list[tuple[int, str]], deadline: float | None = None,
+                 limits: Limits | None = None):
         self.sandbox = sandbox
         self.cells = cells
-        self.limits = sandbox.limits
+        self.limits = limits or sandbox.limits
         self.deadline = deadline or time.monotonic() + self.limits.submission_seconds
         self.sock: socket.socket | None = None
         self.outcomes: list[CellOutcome] = []
         self.gave_up = ""
-        self.timeouts: dict[str, int] = {}   # function -> calls that hit the time limit
+        self.timeouts: dict[str, list[float]] = {}   # function -> the limits its calls ran past
         self.reported: set[str] = set()      # forbidden built-ins the sandbox reported since the last call
 
     # -- life cycle
@@ -79,7 +83,8 @@ class Runner:
                 pass
             self._died("", grace=True)
 
-    def _exchange(self, header: dict, arrays=None, seconds: float = 10.0):
+    def _exchange(self, header: dict, arrays=None, seconds: float = 10.0, whose: str = "one cell"):
+        """`whose` names the limit `seconds` is: "one cell", "one call", "this check"."""
         left = self.deadline - time.monotonic()
         if left <= 0:
             raise Died("the submission's time limit was reached")
@@ -90,8 +95,9 @@ class Runner:
             # reports of forbidden built-ins come first, sent the moment they were called
             return tracer.recv_reply(self.sock, self.reported, timeout)
         except (socket.timeout, TimeoutError):
-            limit = "the submission's time limit" if timeout < seconds else f"the {seconds:.3g} s limit"
-            raise Died(self._died(f"timed out: still running after {limit}", grace=False)) from None
+            limit = (f"{timeout:.3g} s, the submission's time limit" if timeout < seconds
+                     else f"{seconds:.3g} s, the limit of {whose}")
+            raise Died(self._died(f"{TIMED_OUT}: still running after {limit}", grace=False)) from None
         except (OSError, protocol.ProtocolError):
             how = self._died("", grace=True)
             raise Died(how if how.startswith("the process") else "the process " + how) from None
@@ -139,23 +145,28 @@ class Runner:
                 raise Died(f"could not restart the notebook: cell {index}: {died}") from None
 
     # -- calls
-    def request(self, request: dict, args: tuple, kwargs: dict) -> Reply:
-        """A call, construction or weight load (see sandbox/calls.py); never raises."""
+    def request(self, request: dict, args: tuple, kwargs: dict, seconds: float | None = None) -> Reply:
+        """A call, construction or weight load (see sandbox/calls.py); never raises. `seconds`:
+        the calling check's own time limit (None: the submission's `call_seconds`)."""
         name = request.get("name", "")
+        limit = seconds or self.limits.call_seconds
         if self.gave_up:
             return Reply("died", error=self.gave_up)
-        if self.timeouts.get(name, 0) >= 2:   # a hanging exercise must not eat the whole budget
-            return Reply("died", error="not run: it timed out twice already")
+        # A hanging exercise must not eat the whole budget: after two calls that ran past a limit
+        # at least this one, it is not called again (with a longer limit, it is).
+        if sum(ran_past >= limit for ran_past in self.timeouts.get(name, ())) >= 2:
+            return Reply("died", error=f"not run: it {TIMED_OUT} twice already, at this limit "
+                                       f"({limit:.3g} s) or a longer one")
         spec, arrays = convert.encode_args(args, kwargs)
         self.reported.clear()
         try:
             if self.sock is None:
                 self._replay()
-            head, out = self._exchange({"op": "call", **request, "spec": spec}, arrays,
-                                       seconds=self.limits.call_seconds)
+            head, out = self._exchange({"op": "call", **request, "spec": spec}, arrays, seconds=limit,
+                                       whose="this check" if seconds else "one call")
         except Died as died:
-            if str(died).startswith("timed out"):
-                self.timeouts[name] = self.timeouts.get(name, 0) + 1
+            if str(died).startswith(TIMED_OUT):
+                self.timeouts.setdefault(name, []).append(limit)
             return Reply("died", error=str(died), builtins=sorted(self.reported))
         reply = _read_reply(head, out)
         reply.builtins = sorted(set(reply.builtins) | self.reported)
@@ -172,6 +183,7 @@ class Handle:
     id: str
 
 
+TIMED_OUT = "timed out"
 MALFORMED = "the submission's process sent a malformed reply"
 MAX_REPLY_ERROR = 2000   # characters of a student's traceback kept: its last lines say what failed
 

@@ -6,6 +6,16 @@
 
 Fixtures: `student` (the submission's functions: NumPy in, NumPy out), `oracle` (the chapter's
 NumPy reference), `rng` (a seeded Generator; the seed is recorded), `framework` ("torch"/"tf").
+
+Limits: every call a check makes may take the chapter's `call_seconds` and rise the submission's
+memory by the chapter's `memory_mb` (autograder/chapters.py); a check may set its own:
+
+    @check("flash_attention", points=1, seconds=10, memory_mb=256,
+           memory_hint="build the result block by block, never the whole n×n matrix")
+
+A call that runs longer fails the check ("still running after 10 s, the limit of this check"); a
+call whose peak memory (measured on the student's side, checked here) is above `memory_mb` fails
+it with the hint. The submission's other checks still run. MB here are 2**20 bytes.
 A failure's message is what the student reads, so it says what was expected, what came, and a hint.
 
 Its first line is all a student sees of a failed *hidden* check (report/disclosure.py), and the
@@ -23,21 +33,35 @@ import numpy as np
 import pytest
 
 
+MB = 1 << 20
+MEMORY_HINT = ("keep less in memory at once: work block by block instead of building large "
+               "intermediate arrays (such as a whole n×n score matrix)")
+
+
 @dataclass(frozen=True)
 class CheckMeta:
     exercise: str
     points: float
     public: bool
+    seconds: float | None = None      # one call's time limit; None: the chapter's call_seconds
+    memory_mb: float | None = None    # one call's peak memory rise; None: the chapter's memory_mb
+    memory_hint: str = MEMORY_HINT    # what a student should do about a call over `memory_mb`
 
 
-def check(exercise: str, points: float = 1.0, public: bool = False):
-    """Declare a grading check for `exercise`."""
+def check(exercise: str, points: float = 1.0, public: bool = False, *, seconds: float | None = None,
+          memory_mb: float | None = None, memory_hint: str | None = None):
+    """Declare a grading check for `exercise`; `seconds` and `memory_mb` bound each of its calls."""
+    for name, value in (("seconds", seconds), ("memory_mb", memory_mb)):
+        if value is not None and not value > 0:
+            raise ValueError(f"@check({exercise!r}): {name} must be positive, not {value!r}")
 
     def decorate(func):
         func = pytest.mark.exercise(exercise)(func)
         func = pytest.mark.points(points)(func)
         if public:
             func = pytest.mark.public(func)
+        if seconds is not None or memory_mb is not None or memory_hint is not None:
+            func = pytest.mark.limits(seconds=seconds, memory_mb=memory_mb, memory_hint=memory_hint)(func)
         return func
 
     return decorate
@@ -48,8 +72,20 @@ def meta_of(item) -> CheckMeta | None:
     if mark is None:
         return None
     points = item.get_closest_marker("points")
+    limits = item.get_closest_marker("limits")
+    given = limits.kwargs if limits else {}
     return CheckMeta(mark.args[0], float(points.args[0]) if points else 1.0,
-                     item.get_closest_marker("public") is not None)
+                     item.get_closest_marker("public") is not None,
+                     seconds=given.get("seconds"), memory_mb=given.get("memory_mb"),
+                     memory_hint=given.get("memory_hint") or MEMORY_HINT)
+
+
+def size_text(nbytes: float) -> str:
+    """1.2 GB, 256 MB, 900 kB (binary units, as `free -h` and the limits count them)."""
+    for unit, size in (("GB", 1 << 30), ("MB", MB), ("kB", 1 << 10)):
+        if nbytes >= size:
+            return f"{nbytes / size:.3g} {unit}" if unit != "GB" else f"{nbytes / size:.2g} GB"
+    return f"{int(nbytes)} bytes"
 
 
 class CheckFailure(AssertionError):

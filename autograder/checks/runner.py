@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 from autograder import chapters, untrusted
-from autograder.checks.api import CheckFailure, NotImplementedYet, detail, meta_of
+from autograder.checks.api import MB, CheckFailure, CheckMeta, NotImplementedYet, detail, meta_of, size_text
 from autograder.session import Handle, Reply, _read_reply
 from autograder.results import CheckResult
 from autograder.sandbox import calls, convert
@@ -39,18 +40,37 @@ def oracle_for(chapter: str):
 
 
 class LocalBackend:
-    """The functions of a namespace in this process (the student's kernel)."""
+    """The functions of a namespace in this process (the student's kernel). A call's time limit
+    cannot be enforced here (nothing may kill the student's kernel): `seconds` is ignored."""
 
     def __init__(self, namespace: dict, framework: str):
         self.namespace = namespace
         self.framework = framework
         self.handles: dict = {}
 
-    def request(self, request: dict, args: tuple, kwargs: dict) -> Reply:
+    def request(self, request: dict, args: tuple, kwargs: dict, seconds: float | None = None) -> Reply:
         spec, arrays = convert.encode_args(args, kwargs)
         head, out = calls.perform({**request, "spec": spec}, arrays, self.namespace, self.handles,
                                   self.framework)
         return _read_reply(head, out or {})
+
+
+@dataclass(frozen=True)
+class CallLimits:
+    """What every call of one check gets: its time limit (None: the backend's, i.e. the chapter's
+    call_seconds), its memory bound, and the seed its calls' seeds derive from (None: unseeded)."""
+
+    seconds: float | None = None
+    memory_bytes: int | None = None
+    memory_hint: str = ""
+    seed: int | None = None
+
+    @classmethod
+    def of(cls, meta: CheckMeta, chapter: chapters.Limits, seed: int | None) -> "CallLimits":
+        # A check may ask for less memory than the chapter's, never more: the worker watches the
+        # submission's memory at the chapter's bound whatever the check says.
+        memory_mb = min(meta.memory_mb or chapter.memory_mb, chapter.memory_mb)
+        return cls(meta.seconds, int(memory_mb * MB), meta.memory_hint, seed)
 
 
 class StudentProxy:
@@ -61,10 +81,12 @@ class StudentProxy:
     the contract names, and calling it runs its forward pass.
     """
 
-    def __init__(self, backend, framework: str, on_builtins):
+    def __init__(self, backend, framework: str, on_builtins, limits: CallLimits = CallLimits()):
         self._backend = backend
         self._framework = framework
         self._on_builtins = on_builtins
+        self._limits = limits
+        self._calls = itertools.count()   # the call's index within the check: its seed's other half
 
     def __getattr__(self, name: str):
         if name.startswith("_"):
@@ -78,7 +100,14 @@ class StudentProxy:
         return RemoteModule(self, handle, name)
 
     def _request(self, request: dict, name: str, args: tuple, kwargs: dict, tensors: bool = True):
-        reply = self._backend.request(request, args, kwargs)
+        limits = self._limits
+        index = next(self._calls)
+        if limits.seed is not None:   # the same check makes the same calls, so draws the same numbers
+            request = {**request, "seed": stable_seed(limits.seed, str(index))}
+        if limits.seconds is not None:
+            reply = self._backend.request(request, args, kwargs, seconds=limits.seconds)
+        else:   # a backend that knows no per-call limit (the release's, a test's) still works
+            reply = self._backend.request(request, args, kwargs)
         if reply.builtins:
             self._on_builtins(reply.builtins)
         if reply.status == "missing":
@@ -90,6 +119,13 @@ class StudentProxy:
             raise CheckFailure(f"{name} raised an error:\n{reply.error.rstrip()}")
         if reply.status == "died":
             raise CheckFailure(f"{name}: {untrusted.name(reply.error, 200)}")
+        if limits.memory_bytes is not None and reply.peak_bytes > limits.memory_bytes:
+            # The peak is the submission's word, as any value it returns: only on the later lines.
+            allowed = size_text(limits.memory_bytes)
+            raise CheckFailure(detail(f"{name} used more memory than this check allows ({allowed}): "
+                                      f"{limits.memory_hint}",
+                                      f"{name} used {size_text(reply.peak_bytes)} at its peak; "
+                                      f"this check allows {allowed}."))
         if tensors:
             want = TENSOR_TYPE[self._framework]
             values = reply.value if isinstance(reply.value, tuple) else (reply.value,)
@@ -150,16 +186,18 @@ class _Plugin:
     seed: int
     exercise: str | None
     public_only: bool
+    limits: chapters.Limits = chapters.Limits()
     results: list[CheckResult] = field(default_factory=list)
     builtins: dict[str, set] = field(default_factory=dict)
     seeds: dict[str, int] = field(default_factory=dict)
     current: str = ""
 
     @pytest.fixture
-    def student(self):
+    def student(self, request):
         def seen(names):
             self.builtins.setdefault(self.current, set()).update(names)
-        return StudentProxy(self.backend, self.framework, seen)
+        limits = CallLimits.of(meta_of(request.node), self.limits, self._check_seed(request))
+        return StudentProxy(self.backend, self.framework, seen, limits)
 
     @pytest.fixture(name="oracle")
     def oracle_fixture(self):
@@ -171,9 +209,13 @@ class _Plugin:
 
     @pytest.fixture
     def rng(self, request):
+        return np.random.default_rng(self._check_seed(request))
+
+    def _check_seed(self, request) -> int:
+        """The check's seed: its inputs' (`rng`) and, through the call's index, its calls'."""
         seed = stable_seed(self.seed, request.node.name)
         self.seeds[request.node.nodeid] = seed
-        return np.random.default_rng(seed)
+        return seed
 
     def pytest_collection_modifyitems(self, config, items):
         keep, drop = [], []
@@ -221,12 +263,15 @@ _QUIET_PLUGINS = [arg for name in ("cacheprovider", "xdist", "nbval", "unraisabl
 
 
 def run_checks(chapter: str, backend, framework: str, *, exercise: str | None = None,
-               public_only: bool = False, seed: int = 0) -> tuple[list[CheckResult], dict[str, list[str]]]:
-    """Run the chapter's checks; returns the results in file order and the built-ins seen."""
+               public_only: bool = False, seed: int = 0,
+               limits: chapters.Limits | None = None) -> tuple[list[CheckResult], dict[str, list[str]]]:
+    """Run the chapter's checks; returns the results in file order and the built-ins seen.
+    `limits`: the calls' defaults where a check sets none (None: the chapter record's)."""
     files = check_files(chapter)
     if not files:
         raise LookupError(f"no checks for chapter {chapter}")
-    plugin = _Plugin(backend, framework, oracle_for(chapter), seed, exercise, public_only)
+    limits = limits or chapters.chapter(chapter).limits
+    plugin = _Plugin(backend, framework, oracle_for(chapter), seed, exercise, public_only, limits)
     args = [*map(str, files), "-c", str(CHECKS_DIR / "pytest.ini"), "--rootdir", str(CHECKS_DIR),
             *_QUIET_PLUGINS, "-q",
             "--capture=no", "-W", "ignore::DeprecationWarning"]
