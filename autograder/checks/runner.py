@@ -151,8 +151,8 @@ class RemoteModule:
     def load_weights(self, weights: dict[str, dict[str, np.ndarray]]) -> None:
         """{"w_q": {"kernel": (in, out), "bias": (out,)}, "norm1": {"scale": .., "offset": ..}}"""
         flat = {f"{path}.{part}": value for path, params in weights.items() for part, value in params.items()}
-        self._proxy._request({"kind": "load", "handle": self._handle.id}, f"{self._name} weights", (), flat,
-                             tensors=False)
+        self._proxy._request({"kind": "load", "handle": self._handle.id}, f"loading the weights into {self._name}",
+                             (), flat, tensors=False)
 
     def __call__(self, *args, **kwargs):
         return self._proxy._request({"kind": "call", "handle": self._handle.id}, self._name, args, kwargs)
