@@ -6,8 +6,8 @@ None may gain a point, touch another submission's result, reach the network (a l
 without root, `grade` refuses unless --unsafe-no-sandbox, and then every report says so.
 
 The uid-drop layer runs student code as an unprivileged uid, which must reach the Python
-installation: on this machine it lives under /root (mode 0700), so the fixture `python_reachable`
-adds o+x to /root for the module's duration (and restores the mode after).
+installation: on this machine it lives under /root (mode 0700), so the session fixture
+`python_reachable` (tests/conftest.py) adds o+x to the folders above it.
 """
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import socket
-import stat
 import subprocess
 import sys
 import tempfile
@@ -34,18 +33,6 @@ from autograder import export, isolation, workers
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gallery")]
 REPO = Path(__file__).resolve().parents[1]
 LAYERS = {"bubblewrap": {}, "uid-drop": {"AUTOGRADER_NO_BWRAP": "1"}}
-
-
-@pytest.fixture(scope="module")
-def python_reachable():
-    blocked = [p for p in isolation._ancestors(Path(sys.base_prefix))
-               if p.is_dir() and not p.stat().st_mode & stat.S_IXOTH]
-    modes = {p: p.stat().st_mode for p in blocked}
-    for p in blocked:
-        p.chmod(stat.S_IMODE(modes[p]) | stat.S_IXOTH)
-    yield
-    for p, mode in modes.items():
-        p.chmod(stat.S_IMODE(mode))
 
 
 class Listener:
