@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -196,14 +197,30 @@ GALLERY = {
 }
 
 
+# The isolation levels a root grader can use: the gallery is graded under each, and every outcome
+# must be the same (AUTOGRADER_NO_BWRAP=1 makes bubblewrap unavailable, as in Docker or Gradescope).
+LAYERS = {"bubblewrap": {}, "uid-drop": {"AUTOGRADER_NO_BWRAP": "1"}}
+_env: dict[str, str] = {}   # the layer of the gallery being graded, for the graders a test starts
+
+
 def grade(folder: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "autograder", "grade", str(folder), "--out", str(out),
                            "--jobs", "2", "--timeout", TIMEOUT, *extra],
-                          capture_output=True, text=True, timeout=1200)
+                          capture_output=True, text=True, timeout=1200, env={**os.environ, **_env})
+
+
+@pytest.fixture(scope="module", params=sorted(LAYERS))
+def layer(request):
+    if request.param == "uid-drop":
+        request.getfixturevalue("python_reachable")
+    _env.clear()
+    _env.update(LAYERS[request.param])
+    yield request.param
+    _env.clear()
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
+def graded(layer, tmp_path_factory):
     folder = tmp_path_factory.mktemp("gallery")
     for name, (make, _) in GALLERY.items():
         path = folder / f"{name}.ipynb"
@@ -237,10 +254,11 @@ def test_the_batch_ran_with_exit_status_0(graded):
 
 
 @pytest.mark.parametrize("name", sorted(GALLERY))
-def test_each_submission_gets_its_outcome(graded, name):
+def test_each_submission_gets_its_outcome(graded, layer, name):
     _, out, _ = graded
     expect = GALLERY[name][1]
     result = result_of(out, name)
+    assert result["error"] or result["sandbox"] == layer, result["sandbox"]
     total = sum(c["score"] for c in result["checks"])
     top = sum(c["max_score"] for c in result["checks"])
     if expect == "full":

@@ -28,7 +28,7 @@ import pytest
 
 import test_grading_gallery as gallery
 from hostile_submissions import MARKER, WITNESS, attack_source
-from autograder import export, isolation, workers
+from autograder import export, workers
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gallery")]
 REPO = Path(__file__).resolve().parents[1]
@@ -140,30 +140,11 @@ def test_hostile_submissions_gain_nothing_and_touch_nothing(layer, python_reacha
     assert not {k: v for k, v in wrong.items() if v}
 
 
-@pytest.mark.parametrize("name", ["exits_early_with_fake_results", "sys_exit_with_fake_results",
-                                  "patches_comparisons", "metadata_tricks", "tensor_subclass_eq",
-                                  "fork_bomb_cell", "hanging_exercise", "reference_torch", "reference_tf"])
-def test_the_gallery_under_the_uid_drop_layer(uid_drop_gallery, name):
-    out = uid_drop_gallery
-    expect = gallery.GALLERY[name][1]
-    result = gallery.result_of(out, name)
-    assert result["sandbox"] == "uid-drop" and result["error"] is None
-    got, top = totals(result)
-    if expect == "full":
-        assert got == top > 0
-    elif expect == "zero":
-        assert top > 0 and got == 0
-    else:
-        scores = gallery.exercise_scores(result)
-        for exercise, what in expect[1].items():
-            assert scores[exercise][0] == (0 if what == "zero" else scores[exercise][1]), (exercise, scores)
-
-
 @pytest.fixture(scope="module")
 def uid_drop_gallery(python_reachable, tmp_path_factory):
-    names = ["exits_early_with_fake_results", "sys_exit_with_fake_results", "patches_comparisons",
-             "metadata_tricks", "tensor_subclass_eq", "fork_bomb_cell", "hanging_exercise",
-             "reference_torch", "reference_tf"]
+    """A --jobs 2 run under uid-drop with a fork bomb in it, for the cgroup checks below. (The whole
+    gallery runs under uid-drop too, each outcome asserted: tests/test_grading_gallery.py.)"""
+    names = ["fork_bomb_cell", "hanging_exercise", "reference_torch", "reference_tf"]
     folder, out = tmp_path_factory.mktemp("gallery"), tmp_path_factory.mktemp("grades")
     for name in names:
         nbformat.write(gallery.GALLERY[name][0](), folder / f"{name}.ipynb")
