@@ -53,7 +53,7 @@ class SubmissionResult:
     warnings: list[str] = field(default_factory=list)   # e.g. reduced isolation
     builtins: dict[str, list[str]] = field(default_factory=dict)  # exercise -> forbidden calls seen
     notes: list[str] = field(default_factory=list)   # instructor only: what the built-in scan could not settle
-    sandbox: str = ""                  # "bubblewrap" or "rlimits only"
+    sandbox: str = ""                  # the isolation level: "bubblewrap", "uid-drop" or "none"
     seconds: float = 0.0
     exercises: list[str] = field(default_factory=list)  # the assignment's exercises, in order
     digest: str = ""                   # sha256 of the file graded, so a resumed batch spots changes
