@@ -16,6 +16,7 @@ this module must not hand a student a graded function.
 from __future__ import annotations
 
 import os
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")    # TensorFlow's C++ start-up logs
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")   # TF's oneDNN clashes with torch's: wrong numbers
@@ -31,7 +32,8 @@ __all__ = [
     "F", "keras", "np", "plt", "tf", "torch", "rng",
     "TOKENS", "KEY_FEATURES", "VALUE_FEATURES", "FRENCH", "POS",
     "keys_np", "queries_np", "values_np", "french_queries_np", "embeddings_np", "grammar_np",
-    "show_weights", "show_mask", "show_table",
+    "show_weights", "show_mask", "show_table", "show_heatmap", "show_measured",
+    "median_seconds", "peak_bytes_torch", "peak_bytes_tf",
     "reference_softmax", "reference_attention",
 ]
 
@@ -135,6 +137,78 @@ def show_table(array, rows, cols, title=""):
     print(" " * label + "".join(f"{c:>{width}}" for c in cols))
     for name, row in zip(rows, array):
         print(f"{name:<{label}}" + "".join(f"{x:>{width}.3f}" for x in row))
+
+
+def show_heatmap(array, xlabel, ylabel, colorbar_label, title="", ax=None, cmap="RdBu_r"):
+    """A large matrix as a heatmap with a labelled colour bar (no numbers written in)."""
+    array = np.asarray(array)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.0, 3.0))
+    limit = np.abs(array).max()
+    image = ax.imshow(array, cmap=cmap, vmin=-limit, vmax=limit, aspect="auto",
+                      interpolation="nearest")
+    plt.colorbar(image, ax=ax, label=colorbar_label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    return ax
+
+
+def show_measured(ax, x, measured, prediction=None, xlabel="", ylabel="", title="",
+                  prediction_label="prediction"):
+    """Measurements against a size on log-log axes, one marked line per entry of `measured`
+    ({label: values}), and a dashed prediction line scaled to meet the first series at its largest x."""
+    x = np.asarray(x, dtype=float)
+    for marker, (label, values) in zip("os^vD", measured.items()):
+        ax.plot(x, values, marker + "-", label=label)
+    if prediction is not None:
+        first = np.asarray(next(iter(measured.values())), dtype=float)
+        prediction = np.asarray(prediction, dtype=float)
+        ax.plot(x, prediction * first[-1] / prediction[-1], "k--", linewidth=1,
+                label=prediction_label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return ax
+
+
+# --- measuring time and memory ----------------------------------------------------------------------
+def median_seconds(run, repeats=5):
+    """Median wall-clock time of `run()` over `repeats` calls, after one warm-up call."""
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def peak_bytes_torch(run):
+    """Peak of the CPU memory that PyTorch's operators hold (allocations net of frees) during
+    `run()`, from the profiler's events in time order, each counting only its own allocations."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        run()
+    events = sorted((e for e in prof.events() if e.self_cpu_memory_usage),
+                    key=lambda e: e.time_range.start)
+    current = peak = 0
+    for event in events:
+        current += event.self_cpu_memory_usage
+        peak = max(peak, current)
+    return peak
+
+
+def peak_bytes_tf(run):
+    """Peak of TensorFlow's CPU allocator above what was held before `run()`."""
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+    run()
+    return tf.config.experimental.get_memory_info("CPU:0")["peak"] - before
 
 
 # --- float64 references for the pages' collapsed checks -------------------------------------------
