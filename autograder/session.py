@@ -244,12 +244,30 @@ def _read_reply(head: dict, arrays: dict[str, np.ndarray]) -> Reply:
                 items.append(None)
             else:
                 raise ValueError("unknown item")
-        value = items[0] if result["kind"] == "single" else tuple(items)
+        if result["kind"] == "dict":
+            value = _dict_of(result.get("keys"), items)
+        else:
+            value = items[0] if result["kind"] == "single" else tuple(items)
         if result["kind"] == "single" and len(items) != 1:
             raise ValueError("bad single")
     except (KeyError, TypeError, ValueError, IndexError, AttributeError):
         return Reply("error", error=MALFORMED, builtins=builtins)
     return Reply("ok", value=value, types=types, builtins=builtins, peak_bytes=_peak(head))
+
+
+MAX_DICT_KEYS = 32
+MAX_KEY_CHARS = 40
+
+
+def _dict_of(keys, items: list) -> dict:
+    """A returned dict: at most MAX_DICT_KEYS distinct keys, each a short name of letters, digits
+    and underscores (no other text crosses), one per item; a ValueError otherwise."""
+    if (not isinstance(keys, list) or len(keys) != len(items) or len(keys) > MAX_DICT_KEYS
+            or len(set(map(str, keys))) != len(keys)
+            or not all(isinstance(k, str) and 0 < len(k) <= MAX_KEY_CHARS
+                       and k.replace("_", "a").isascii() and k.replace("_", "a").isalnum() for k in keys)):
+        raise ValueError("bad dict")
+    return dict(zip(keys, items))
 
 
 def _peak(head: dict) -> int:

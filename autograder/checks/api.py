@@ -184,3 +184,12 @@ def assert_close(got, want, *, atol: float = 1e-5, rtol: float = 1e-4, what="out
     if isinstance(got, tuple):
         raise CheckFailure(f"{what}: expected a single value, got a tuple of {len(got)}.")
     _close_one(got, want, atol, rtol, what if isinstance(what, str) else what[0])
+
+
+def assert_close_or_hint(got, want, what, hint: str, **tolerances) -> None:
+    """assert_close, with a hint about the likely mistake added to its message's first line."""
+    try:
+        assert_close(got, want, what=what, **tolerances)
+    except CheckFailure as failure:
+        first, _, rest = str(failure).partition("\n")      # what came back stays on the later lines
+        raise CheckFailure(f"{first} Hint: {hint}" + (f"\n{rest}" if rest else "")) from None

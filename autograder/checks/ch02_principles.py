@@ -7,7 +7,7 @@ scores of +-1e4, broadcast masks, and properties that hold whatever the inputs.
 """
 import numpy as np
 
-from autograder.checks.api import CheckFailure, assert_close, assert_shape, check, detail
+from autograder.checks.api import CheckFailure, assert_close, assert_close_or_hint, assert_shape, check, detail
 
 EXAMPLE_QUERIES = np.array([[1, 0], [0, 1], [1, 1]], np.float32)        # (n_q=3, d_k=2)
 EXAMPLE_KEYS = np.array([[1, 2], [3, -1]], np.float32)                  # (n_k=2, d_k=2)
@@ -459,13 +459,7 @@ def test_scaled_dot_product_attention_permutation(student, oracle, rng):
 # check) ends with a fixed hint about the likely mistake; hidden inputs are never named in it.
 # ==================================================================================================
 
-def _same_or_hint(got, want, what, hint: str) -> None:
-    """assert_close, with a hint about the likely mistake added to its message's first line."""
-    try:
-        assert_close(got, want, what=what)
-    except CheckFailure as failure:
-        first, _, rest = str(failure).partition("\n")      # what came back stays on the later lines
-        raise CheckFailure(f"{first} Hint: {hint}" + (f"\n{rest}" if rest else "")) from None
+_same_or_hint = assert_close_or_hint
 
 
 def _pair(got, names: tuple[str, str]):

@@ -144,4 +144,7 @@ def encode_result(value) -> tuple[dict, dict[str, np.ndarray]]:
 
     if isinstance(value, (tuple, list)):
         return {"kind": type(value).__name__, "items": [leaf(v) for v in value]}, arrays
+    if isinstance(value, dict) and all(type(k) is str for k in value):
+        # a flat dict of named results (chapter 03's attention_cost): keys in insertion order
+        return {"kind": "dict", "keys": list(value), "items": [leaf(v) for v in value.values()]}, arrays
     return {"kind": "single", "items": [leaf(value)]}, arrays
