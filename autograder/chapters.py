@@ -59,6 +59,9 @@ class Chapter:
     title: str                                    # the first heading of chapters/<slug>/index.md
     exercises: tuple[str, ...] = ()               # in the masters' order: the CSV's columns
     forbidden: Forbidden = ATTENTION_BUILTINS     # forbidden[framework] -> qualified names
+    # exercises that ask for gradients by hand: the scan charges them with any automatic
+    # differentiation they reach (torch.autograd, .backward(), requires_grad, tf.GradientTape, ...)
+    no_autograd: tuple[str, ...] = ()
     limits: Limits = Limits()
     seed: int = 0                                 # base seed of the checks' random inputs
 
@@ -170,8 +173,10 @@ class Chapter:
         """A record may only forbid what the grader can see being called."""
         from autograder.sandbox import tracer
 
-        return [f"the record of {self.slug} forbids {name}, which the tracer and the scan do not detect"
-                for framework in FRAMEWORKS for name in self.forbidden[framework] if name not in tracer.KNOWN]
+        return ([f"the record of {self.slug} forbids {name}, which the tracer and the scan do not detect"
+                 for framework in FRAMEWORKS for name in self.forbidden[framework] if name not in tracer.KNOWN]
+                + [f"the record of {self.slug} forbids autograd in {name}, which is not one of its exercises"
+                   for name in self.no_autograd if name not in self.exercises])
 
 
 @dataclass(frozen=True)
@@ -215,7 +220,7 @@ _CHAPTERS = (
         "sinusoidal_positional_encoding",
         "attention_cost",
         "attention_entropy",
-    )),
+    ), no_autograd=("attention_backward",)),
     Chapter("04_code", "Attention in code: layers and blocks"),
     Chapter("05_applications", "Applications"),
     Chapter("06_efficiency", "Efficient attention"),

@@ -156,7 +156,7 @@ def _grade(path: Path, sandboxes: Sandboxes, result: SubmissionResult, start: fl
                                     public_only=options.public_only, seed=options.seed)
     finally:
         runner.close()
-    findings = scan.scan(sub.cells, sub.exercises)
+    findings = scan.scan(sub.cells, sub.exercises, chapters.chapter(sub.chapter).no_autograd)
     result.notes = findings.notes
     used = {k: set(v) for k, v in findings.charged.items()}
     for exercise, names in traced.items():

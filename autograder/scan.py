@@ -35,6 +35,23 @@ RISKY_PATHS = {"gc.get_referents": "gc.get_referents", "gc.get_objects": "gc.get
                "inspect.getclosurevars": "inspect.getclosurevars", "ctypes": "ctypes", "builtins": "builtins"}
 RUNTIME_CODE = {"exec", "eval", "compile", "globals", "__import__"}
 IMPORTERS = {"importlib.import_module", "__import__"}
+# Automatic differentiation, charged only to the exercises a chapter's record lists in `no_autograd`
+# (an exercise that asks for gradients by hand): module paths (and everything under them), and
+# attribute names, whatever object they are read from (`loss.backward()`, `x.requires_grad_()`).
+AUTOGRAD_PATHS = {"torch.autograd": "torch.autograd", "torch.func": "torch.func", "functorch": "functorch",
+                  "tensorflow.GradientTape": "tf.GradientTape", "tensorflow.gradients": "tf.gradients",
+                  "tensorflow.autodiff": "tf.autodiff", "tensorflow.custom_gradient": "tf.custom_gradient"}
+AUTOGRAD_ATTRIBUTES = {"backward": "Tensor.backward", "requires_grad": "requires_grad",
+                       "requires_grad_": "requires_grad", "GradientTape": "tf.GradientTape",
+                       "vjp": "torch.func.vjp"}
+
+
+def autograd_path(path: str) -> str | None:
+    """The feedback's name for automatic differentiation reached through `path`, or None."""
+    for prefix, shown in AUTOGRAD_PATHS.items():
+        if path == prefix or path.startswith(prefix + "."):
+            return shown
+    return None
 
 
 @dataclass
@@ -52,6 +69,7 @@ class _Unit:
     cell: int
     uses: set[str] = field(default_factory=set)        # module-level names it loads
     builtins: set[str] = field(default_factory=set)    # forbidden built-ins it names
+    autograd: set[str] = field(default_factory=set)    # automatic differentiation it uses
     doubts: list[tuple[int, str]] = field(default_factory=list)   # (line, what) the scan cannot settle
 
 
@@ -199,7 +217,11 @@ def _examine(unit: _Unit, aliases: dict[str, str]) -> None:
     unit.uses = _uses(unit.node)
     for sub in ast.walk(unit.node):
         line = getattr(sub, "lineno", 0)
+        if isinstance(sub, ast.Attribute) and sub.attr in AUTOGRAD_ATTRIBUTES:
+            unit.autograd.add(AUTOGRAD_ATTRIBUTES[sub.attr])
         for path in _imported_paths(sub):
+            if autograd_path(path):
+                unit.autograd.add(autograd_path(path))
             if forbidden_path(path):
                 unit.builtins.add(forbidden_path(path))
             if path.split(".")[0] == "autograder" and path not in ("autograder", "autograder.check"):
@@ -208,6 +230,8 @@ def _examine(unit: _Unit, aliases: dict[str, str]) -> None:
                 unit.doubts.append((line, f"imports {path}"))
         if isinstance(sub, (ast.Attribute, ast.Subscript, ast.Call, ast.Name)):
             path = resolve(sub, local)
+            if path and autograd_path(path):
+                unit.autograd.add(autograd_path(path))
             if path:
                 shown = forbidden_path(path)
                 if shown:
@@ -302,7 +326,9 @@ def _parse(cells: list[tuple[int, str]], notes: list[str]) -> list[tuple[int, as
     return trees
 
 
-def scan(cells: list[tuple[int, str]], exercises: list[str]) -> Findings:
+def scan(cells: list[tuple[int, str]], exercises: list[str], no_autograd=()) -> Findings:
+    """What each exercise reaches: the forbidden built-ins, and automatic differentiation for the
+    exercises in `no_autograd` (the chapter record's list)."""
     findings = Findings()
     trees = _parse(cells, findings.notes)
     aliases: dict[str, str] = {}
@@ -341,6 +367,8 @@ def scan(cells: list[tuple[int, str]], exercises: list[str]) -> Findings:
                 todo.extend(unit.uses)
                 if unit.builtins:
                     findings.charged.setdefault(exercise, set()).update(unit.builtins)
+                if unit.autograd and exercise in no_autograd:
+                    findings.charged.setdefault(exercise, set()).update(unit.autograd)
     findings.charged = {k: sorted(v) for k, v in findings.charged.items()}
     for unit in [u for group in units.values() for u in group] + loose:
         by = reached_by.get(id(unit), [])
