@@ -33,7 +33,7 @@ __all__ = [
     "TOKENS", "KEY_FEATURES", "VALUE_FEATURES", "FRENCH", "POS",
     "keys_np", "queries_np", "values_np", "french_queries_np", "embeddings_np", "grammar_np",
     "show_weights", "show_mask", "show_table", "show_heatmap", "show_measured",
-    "median_seconds", "peak_bytes_torch", "peak_bytes_tf",
+    "median_seconds", "peak_bytes_torch",
     "reference_softmax", "reference_attention",
 ]
 
@@ -201,14 +201,6 @@ def peak_bytes_torch(run):
         current += event.self_cpu_memory_usage
         peak = max(peak, current)
     return peak
-
-
-def peak_bytes_tf(run):
-    """Peak of TensorFlow's CPU allocator above what was held before `run()`."""
-    tf.config.experimental.reset_memory_stats("CPU:0")
-    before = tf.config.experimental.get_memory_info("CPU:0")["current"]
-    run()
-    return tf.config.experimental.get_memory_info("CPU:0")["peak"] - before
 
 
 # --- float64 references for the pages' collapsed checks -------------------------------------------

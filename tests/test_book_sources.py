@@ -210,15 +210,19 @@ def test_tag_parser_reads_both_option_syntaxes():
 import ast  # noqa: E402
 
 SETUP_IMPORT = "from book.pages import *"
-# The chapter-02 names of ../shared/CONTRACT.md, in case a master lags behind the contract.
+# The exercise names of ../shared/CONTRACT.md, in case a master lags behind the contract.
 CONTRACT_EXERCISES = {
     "02_principles": {
         "dot_product_scores", "scaled_dot_product_scores", "additive_scores", "general_scores",
         "masked_softmax", "padding_mask", "causal_mask", "tree_mask", "scaled_dot_product_attention",
         "segment_mask", "decoder_masks", "bahdanau_step", "attention_pooling",
     },
+    "03_math": {
+        "logsumexp", "softmax_jacobian", "attention_backward", "sinusoidal_positional_encoding",
+        "attention_cost", "attention_entropy",
+    },
 }
-TAUGHT_CHAPTERS = ["02_principles"]   # chapters written to the second edition's page rules
+TAUGHT_CHAPTERS = ["02_principles", "03_math"]   # chapters written to the second edition's page rules
 TAUGHT_PAGES = [page for slug in TAUGHT_CHAPTERS for page in sorted((CHAPTERS / slug).glob("*.md"))]
 
 
