@@ -15,19 +15,15 @@ which runs every exercise. Here the check functions are called directly with the
 most of a second each.
 """
 import copy
-import functools
 import warnings
 
-import numpy as np
 import pytest
 
+import check_functions as shared
 with warnings.catch_warnings():   # its marks (exercise, points, public) are registered for the grader only
     warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
-    from autograder.checks import ch02_principles as checks
-from autograder.checks.api import CheckFailure, meta_of
-from autograder.checks.runner import LocalBackend, StudentProxy, run_checks
-from autograder.notebooks import load_namespace, master_path
-from autograder.oracle import ch02_principles as oracle
+    from autograder.checks import ch02_principles  # noqa: F401  (registered before check_functions reads it)
+from autograder.checks.runner import LocalBackend, run_checks
 
 pytestmark = pytest.mark.xdist_group("frameworks")
 
@@ -35,50 +31,13 @@ CHAPTER = "02_principles"
 NEW_EXERCISES = ("segment_mask", "decoder_masks", "bahdanau_step", "attention_pooling")
 
 
-class _Item:
-    """Just enough of a pytest item for `meta_of` to read a check function's marks."""
-
-    def __init__(self, func):
-        self.marks = {mark.name: mark for mark in getattr(func, "pytestmark", [])}
-
-    def get_closest_marker(self, name):
-        return self.marks.get(name)
-
-
-def checks_of(exercise: str) -> list:
-    found = [func for name, func in vars(checks).items() if name.startswith("test_") and callable(func)
-             and (meta := meta_of(_Item(func))) is not None and meta.exercise == exercise]
-    assert found, f"no checks for {exercise}"
-    return found
-
-
-@functools.lru_cache(maxsize=None)
-def _master_namespace(framework: str) -> dict:
-    return load_namespace(master_path(CHAPTER, framework))
-
-
-def namespace_with(framework: str, source: str) -> dict:
-    """A copy of the master's namespace in which `source` redefines one function."""
-    namespace = dict(_master_namespace(framework))
-    exec(source, namespace)
-    return namespace
-
-
-def failed_checks(namespace: dict, framework: str, exercise: str, seed: int = 0) -> list[str]:
-    """'check name: message' for every check of `exercise` that the namespace fails."""
-    student = StudentProxy(LocalBackend(namespace, framework), framework, lambda names: None)
-    failed = []
-    for index, func in enumerate(checks_of(exercise)):
-        try:
-            func(student=student, oracle=oracle, rng=np.random.default_rng([seed, index]))
-        except CheckFailure as exc:
-            failed.append(f"{func.__name__}: {exc}")
-    return failed
+# the shared helpers, bound to this chapter
+checks_of, _master_namespace, namespace_with, failed_checks = shared.bound(CHAPTER)
 
 
 def test_each_new_exercise_has_public_and_hidden_checks_worth_one_point():
     for exercise in NEW_EXERCISES:
-        metas = [meta_of(_Item(func)) for func in checks_of(exercise)]
+        metas = [shared.meta(func) for func in checks_of(exercise)]
         assert 5 <= len(metas) <= 7, exercise
         assert {m.public for m in metas} == {True, False}, exercise
         assert all(m.points == 1 for m in metas), exercise

@@ -17,6 +17,10 @@ import os
 import numpy as np
 import pytest
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import tensorflow as tf  # noqa: E402
+import torch  # noqa: E402
+
 from autograder.notebooks import load_namespace, master_path
 from autograder.oracle import ch03_math as oracle
 
@@ -27,26 +31,11 @@ RTOL, ATOL = 1e-5, 1e-5
 
 
 @pytest.fixture(scope="module")
-def torch():
-    import torch
-
-    return torch
-
-
-@pytest.fixture(scope="module")
-def tf():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import tensorflow as tf
-
-    return tf
-
-
-@pytest.fixture(scope="module")
-def namespaces(torch, tf):
+def namespaces():
     return {fw: load_namespace(master_path(CHAPTER, fw)) for fw in ("torch", "tf")}
 
 
-def _to(framework, x, torch, tf):
+def _to(framework, x):
     return torch.from_numpy(np.array(x)) if framework == "torch" else tf.constant(x)
 
 
@@ -91,9 +80,9 @@ def _cases(rng):
 
 @pytest.mark.parametrize("framework", ["torch", "tf"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_masters_equal_the_oracle(namespaces, framework, seed, torch, tf):
+def test_masters_equal_the_oracle(namespaces, framework, seed):
     for name, args, kwargs in _cases(np.random.default_rng(seed)):
-        conv = tuple(_to(framework, a, torch, tf) if isinstance(a, np.ndarray) else a for a in args)
+        conv = tuple(_to(framework, a) if isinstance(a, np.ndarray) else a for a in args)
         got = namespaces[framework][name](*conv, **kwargs)
         want = getattr(oracle, name)(*args, **kwargs)
         if isinstance(want, dict):
@@ -105,11 +94,11 @@ def test_masters_equal_the_oracle(namespaces, framework, seed, torch, tf):
             np.testing.assert_allclose(g, w, rtol=1e-4, atol=2e-5, err_msg=name)
 
 
-def test_torch_and_tf_masters_agree(namespaces, torch, tf):
+def test_torch_and_tf_masters_agree(namespaces):
     for name, args, kwargs in _cases(np.random.default_rng(5)):
         outs = []
         for fw in ("torch", "tf"):
-            conv = tuple(_to(fw, a, torch, tf) if isinstance(a, np.ndarray) else a for a in args)
+            conv = tuple(_to(fw, a) if isinstance(a, np.ndarray) else a for a in args)
             got = namespaces[fw][name](*conv, **kwargs)
             outs.append(got if isinstance(got, dict) else [_np(g) for g in (got if isinstance(got, tuple) else (got,))])
         if isinstance(outs[0], dict):
@@ -119,7 +108,7 @@ def test_torch_and_tf_masters_agree(namespaces, torch, tf):
                 np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
-def test_tf_master_accepts_numpy(namespaces, tf):
+def test_tf_master_accepts_numpy(namespaces):
     rng = np.random.default_rng(2)
     for name, args, kwargs in _cases(rng):
         got = namespaces["tf"][name](*args, **kwargs)
@@ -192,7 +181,7 @@ def test_oracle_entropy_known_values():
 
 # --- the masters against the frameworks' built-ins (tests only) ------------------------------------
 
-def test_attention_backward_equals_torch_autograd(namespaces, torch):
+def test_attention_backward_equals_torch_autograd(namespaces):
     rng = np.random.default_rng(8)
     arrays = (_normal(rng, 2, 3, 4, 8), _normal(rng, 2, 3, 6, 8), _normal(rng, 2, 3, 6, 5))
     grad = _normal(rng, 2, 3, 4, 5)
@@ -204,7 +193,7 @@ def test_attention_backward_equals_torch_autograd(namespaces, torch):
         np.testing.assert_allclose(g.numpy(), leaf.grad.numpy(), rtol=1e-4, atol=1e-5)
 
 
-def test_attention_backward_equals_tf_gradient_tape(namespaces, tf):
+def test_attention_backward_equals_tf_gradient_tape(namespaces):
     import keras
 
     rng = np.random.default_rng(9)
@@ -220,7 +209,7 @@ def test_attention_backward_equals_tf_gradient_tape(namespaces, tf):
         np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-4, atol=1e-5)
 
 
-def test_logsumexp_and_entropy_equal_the_builtins(namespaces, torch, tf):
+def test_logsumexp_and_entropy_equal_the_builtins(namespaces):
     rng = np.random.default_rng(10)
     x = _lse_input(rng)
     np.testing.assert_allclose(namespaces["torch"]["logsumexp"](torch.from_numpy(x)).numpy(),
@@ -235,7 +224,7 @@ def test_logsumexp_and_entropy_equal_the_builtins(namespaces, torch, tf):
                                -tf.reduce_sum(tf.math.xlogy(w, w), axis=-1).numpy(), rtol=1e-6, atol=1e-7)
 
 
-def test_softmax_jacobian_equals_autograd(namespaces, torch):
+def test_softmax_jacobian_equals_autograd(namespaces):
     scores = torch.randn(5, dtype=torch.float32, generator=torch.Generator().manual_seed(0))
     want = torch.autograd.functional.jacobian(lambda s: torch.softmax(s, -1), scores)
     got = namespaces["torch"]["softmax_jacobian"](torch.softmax(scores, -1))

@@ -19,6 +19,12 @@ def _normal(rng, *shape) -> np.ndarray:
     return rng.standard_normal(shape).astype(np.float32)
 
 
+def _shaped_like(got, shape: tuple, want, what: str, hint: str) -> None:
+    """The shape first (its own message), then the values."""
+    assert_shape(got, shape, what=what)
+    assert_close_or_hint(got, want, what, hint)
+
+
 def _probabilities(rng, *shape, zeros: bool = False) -> np.ndarray:
     """Random rows that sum to 1 (float32), with some exact zeros when `zeros`."""
     raw = rng.random(shape) + 0.05
@@ -38,18 +44,14 @@ LSE_HINT = ("subtract the slice's maximum before exp and add it back after log; 
 def test_logsumexp_worked_example(student, oracle, rng):
     """matches the worked example"""
     x = np.array([[1, 2, 3], [0, 0, 0]], np.float32)
-    got = student.logsumexp(x)
-    assert_shape(got, (2,), what="logsumexp")
-    assert_close_or_hint(got, oracle.logsumexp(x), "logsumexp", LSE_HINT)
+    _shaped_like(student.logsumexp(x), (2,), oracle.logsumexp(x), "logsumexp", LSE_HINT)
 
 
 @check("logsumexp", points=1, public=True)
 def test_logsumexp_shape(student, oracle, rng):
     """a (2, 3, 5) input gives a (2, 3) result over the last axis"""
     x = _normal(rng, 2, 3, 5)
-    got = student.logsumexp(x)
-    assert_shape(got, (2, 3), what="logsumexp")
-    assert_close_or_hint(got, oracle.logsumexp(x), "logsumexp", LSE_HINT)
+    _shaped_like(student.logsumexp(x), (2, 3), oracle.logsumexp(x), "logsumexp", LSE_HINT)
 
 
 @check("logsumexp", points=1)
@@ -88,18 +90,15 @@ JACOBIAN_HINT = "J[i, j] = p_i * (delta_ij - p_j): diag(p) minus the outer produ
 def test_softmax_jacobian_worked_example(student, oracle, rng):
     """matches the worked example"""
     p = np.array([0.5, 0.25, 0.25], np.float32)
-    got = student.softmax_jacobian(p)
-    assert_shape(got, (3, 3), what="Jacobian")
-    assert_close_or_hint(got, oracle.softmax_jacobian(p), "Jacobian", JACOBIAN_HINT)
+    _shaped_like(student.softmax_jacobian(p), (3, 3), oracle.softmax_jacobian(p), "Jacobian", JACOBIAN_HINT)
 
 
 @check("softmax_jacobian", points=1, public=True)
 def test_softmax_jacobian_shape(student, oracle, rng):
     """a (2, 3, 4) batch of probability vectors gives (2, 3, 4, 4) Jacobians"""
     p = _probabilities(rng, 2, 3, 4)
-    got = student.softmax_jacobian(p)
-    assert_shape(got, (2, 3, 4, 4), what="Jacobian")
-    assert_close_or_hint(got, oracle.softmax_jacobian(p), "Jacobian", JACOBIAN_HINT)
+    _shaped_like(student.softmax_jacobian(p), (2, 3, 4, 4), oracle.softmax_jacobian(p), "Jacobian",
+                 JACOBIAN_HINT)
 
 
 @check("softmax_jacobian", points=1)
@@ -214,17 +213,15 @@ PE_HINT = ("column 2i holds sin(p / 10000**(2i / d_model)) and column 2i+1 the c
 @check("sinusoidal_positional_encoding", points=1, public=True)
 def test_positional_encoding_worked_example(student, oracle, rng):
     """matches the worked example (3 positions, d_model = 4)"""
-    got = student.sinusoidal_positional_encoding(3, 4)
-    assert_shape(got, (3, 4), what="encoding")
-    assert_close_or_hint(got, oracle.sinusoidal_positional_encoding(3, 4), "encoding", PE_HINT)
+    _shaped_like(student.sinusoidal_positional_encoding(3, 4), (3, 4),
+                 oracle.sinusoidal_positional_encoding(3, 4), "encoding", PE_HINT)
 
 
 @check("sinusoidal_positional_encoding", points=1, public=True)
 def test_positional_encoding_shape(student, oracle, rng):
     """50 positions with d_model = 16 give a (50, 16) float32 encoding"""
-    got = student.sinusoidal_positional_encoding(50, 16)
-    assert_shape(got, (50, 16), what="encoding")
-    assert_close_or_hint(got, oracle.sinusoidal_positional_encoding(50, 16), "encoding", PE_HINT)
+    _shaped_like(student.sinusoidal_positional_encoding(50, 16), (50, 16),
+                 oracle.sinusoidal_positional_encoding(50, 16), "encoding", PE_HINT)
 
 
 @check("sinusoidal_positional_encoding", points=1)
@@ -316,18 +313,15 @@ ENTROPY_HINT = ("H = -sum_j p_j ln p_j over the last axis, in nats (natural log)
 def test_attention_entropy_worked_example(student, oracle, rng):
     """matches the worked example"""
     weights = np.array([[0.5, 0.5, 0, 0], [1, 0, 0, 0], [0.25, 0.25, 0.25, 0.25]], np.float32)
-    got = student.attention_entropy(weights)
-    assert_shape(got, (3,), what="entropy")
-    assert_close_or_hint(got, oracle.attention_entropy(weights), "entropy", ENTROPY_HINT)
+    _shaped_like(student.attention_entropy(weights), (3,), oracle.attention_entropy(weights), "entropy", ENTROPY_HINT)
 
 
 @check("attention_entropy", points=1, public=True)
 def test_attention_entropy_shape(student, oracle, rng):
     """(2, 3, 5) weights give a (2, 3) entropy"""
     weights = _probabilities(rng, 2, 3, 5)
-    got = student.attention_entropy(weights)
-    assert_shape(got, (2, 3), what="entropy")
-    assert_close_or_hint(got, oracle.attention_entropy(weights), "entropy", ENTROPY_HINT)
+    _shaped_like(student.attention_entropy(weights), (2, 3), oracle.attention_entropy(weights), "entropy",
+                 ENTROPY_HINT)
 
 
 @check("attention_entropy", points=1)

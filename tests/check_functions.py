@@ -1,0 +1,70 @@
+"""Calling a chapter's check functions directly, with the grader's fixtures: what the tests of
+mutants and correct alternatives share (test_ch02_new_exercises.py, test_ch03_exercises.py).
+
+One pytest run of the grader per mutant would cost most of a second each; here `student` is a
+`StudentProxy` over a `LocalBackend`, `oracle` the chapter's oracle, `rng` seeded per check.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from autograder.chapters import chapter
+from autograder.checks.api import CheckFailure, meta_of
+from autograder.checks.runner import LocalBackend, StudentProxy
+from autograder.notebooks import load_namespace, master_path
+
+
+class _Item:
+    """Just enough of a pytest item for `meta_of` to read a check function's marks."""
+
+    def __init__(self, func):
+        self.marks = {mark.name: mark for mark in getattr(func, "pytestmark", [])}
+
+    def get_closest_marker(self, name):
+        return self.marks.get(name)
+
+
+def meta(func):
+    return meta_of(_Item(func))
+
+
+def checks_of(slug: str, exercise: str) -> list:
+    """The `@check` functions of `exercise` in the chapter's checks module, in file order."""
+    module = chapter(slug).load_checks()
+    found = [func for name, func in vars(module).items() if name.startswith("test_") and callable(func)
+             and (m := meta(func)) is not None and m.exercise == exercise]
+    assert found, f"no checks for {exercise}"
+    return found
+
+
+@functools.lru_cache(maxsize=None)
+def master_namespace(slug: str, framework: str) -> dict:
+    return load_namespace(master_path(slug, framework))
+
+
+def namespace_with(slug: str, framework: str, source: str) -> dict:
+    """A copy of the master's namespace in which `source` redefines one function."""
+    namespace = dict(master_namespace(slug, framework))
+    exec(source, namespace)
+    return namespace
+
+
+def failed_checks(slug: str, namespace: dict, framework: str, exercise: str, seed: int = 0) -> list[str]:
+    """'check name: message' for every check of `exercise` that the namespace fails."""
+    student = StudentProxy(LocalBackend(namespace, framework), framework, lambda names: None)
+    oracle = chapter(slug).load_oracle()
+    failed = []
+    for index, func in enumerate(checks_of(slug, exercise)):
+        try:
+            func(student=student, oracle=oracle, rng=np.random.default_rng([seed, index]))
+        except CheckFailure as exc:
+            failed.append(f"{func.__name__}: {exc}")
+    return failed
+
+
+
+def bound(slug: str):
+    """(checks_of, master_namespace, namespace_with, failed_checks), each bound to one chapter."""
+    return tuple(functools.partial(f, slug) for f in (checks_of, master_namespace, namespace_with, failed_checks))
