@@ -212,13 +212,14 @@ import ast  # noqa: E402
 SETUP_IMPORT = "from book.pages import *"
 # The chapter-02 names of ../shared/CONTRACT.md, in case a master lags behind the contract.
 CONTRACT_EXERCISES = {
+    "01_background": {"softmax", "nadaraya_watson", "attention_pool"},
     "02_principles": {
         "dot_product_scores", "scaled_dot_product_scores", "additive_scores", "general_scores",
         "masked_softmax", "padding_mask", "causal_mask", "tree_mask", "scaled_dot_product_attention",
         "segment_mask", "decoder_masks", "bahdanau_step", "attention_pooling",
     },
 }
-TAUGHT_CHAPTERS = ["02_principles"]   # chapters written to the second edition's page rules
+TAUGHT_CHAPTERS = ["01_background", "02_principles"]   # chapters written to the second edition's page rules
 TAUGHT_PAGES = [page for slug in TAUGHT_CHAPTERS for page in sorted((CHAPTERS / slug).glob("*.md"))]
 
 
