@@ -51,7 +51,9 @@ def test_softmax_large_inputs(student, oracle, rng):
     for x in (np.array([1e4, 1e4 - 1, 1e4 - 3], np.float32),
               np.array([-1e4, -1e4 + 1, -1e4 + 2, -1e4 + 0.5], np.float32),
               np.array([1e4, -1e4, 0.0, 5e3], np.float32)):
-        assert_close(student.softmax(x), oracle.softmax(x), what="softmax")
+        # float32 spacing at 1e4 is ~1e-3, so a correct float32 route through a number of that size
+        # (x - logsumexp(x)) is off by up to ~5e-4; what this check catches is inf, NaN and 0/0.
+        assert_close(student.softmax(x), oracle.softmax(x), atol=2e-3, rtol=0.0, what="softmax")
 
 
 @check("softmax", points=1)
