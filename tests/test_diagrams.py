@@ -1,6 +1,6 @@
 """The book's diagrams: committed SVGs are what their scripts draw now, and safe to show offline.
 
-`python -m book.diagrams.ch02` rewrites chapter 02's figures; run it after changing the script (or
+`python -m book.diagrams.chNN` rewrites chapter NN's figures; run it after changing the script (or
 the oracle whose masks it draws) and commit the result."""
 
 import re
@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from book.diagrams import ch02
+from book.diagrams import ch01, ch02
 
 ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = {"ch01": ch01, "ch02": ch02}
+FIGURES = [(script, name) for script, module in SCRIPTS.items() for name in sorted(module.DIAGRAMS)]
 METADATA = re.compile(r"<metadata>.*?</metadata>", re.DOTALL)   # matplotlib's version and the like
 # Anything that would make a browser fetch something: links, embedded images, fonts.
 EXTERNAL = re.compile(r"<image\b|@font-face|@import|(?:xlink:)?href=\"(?!#)|url\((?!#)", re.I)
@@ -22,34 +24,39 @@ def normalised(svg: Path) -> str:
     return METADATA.sub("", svg.read_text(encoding="utf-8"))
 
 
-@pytest.fixture(scope="module")
-def regenerated(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("figures")
+def draw(script: str, out: Path) -> Path:
     # A separate process: the script selects matplotlib's SVG backend, which must not leak into
     # other tests sharing this worker.
-    subprocess.run([sys.executable, "-m", "book.diagrams.ch02", str(out)], cwd=ROOT, check=True,
+    subprocess.run([sys.executable, "-m", f"book.diagrams.{script}", str(out)], cwd=ROOT, check=True,
                    capture_output=True, timeout=120)
     return out
 
 
-def test_drawing_twice_gives_the_same_bytes(regenerated, tmp_path):
-    subprocess.run([sys.executable, "-m", "book.diagrams.ch02", str(tmp_path)], cwd=ROOT,
-                   check=True, capture_output=True, timeout=120)
-    for name in ch02.DIAGRAMS:
-        assert (tmp_path / name).read_bytes() == (regenerated / name).read_bytes(), name
+@pytest.fixture(scope="module")
+def regenerated(tmp_path_factory) -> dict[str, Path]:
+    return {script: draw(script, tmp_path_factory.mktemp(script)) for script in SCRIPTS}
 
 
-def test_committed_figures_are_the_scripts_output(regenerated):
-    committed = {path.name for path in ch02.FIGURES.glob("*.svg")}
-    assert committed == set(ch02.DIAGRAMS), "figures/ and the script's list of diagrams differ"
-    stale = [name for name in ch02.DIAGRAMS
-             if normalised(ch02.FIGURES / name) != normalised(regenerated / name)]
-    assert stale == [], f"stale: run `python -m book.diagrams.ch02` and commit {stale}"
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_drawing_twice_gives_the_same_bytes(regenerated, tmp_path, script):
+    again = draw(script, tmp_path)
+    for name in SCRIPTS[script].DIAGRAMS:
+        assert (again / name).read_bytes() == (regenerated[script] / name).read_bytes(), name
 
 
-@pytest.mark.parametrize("name", sorted(ch02.DIAGRAMS))
-def test_figure_fits_the_content_column_and_fetches_nothing(name):
-    text = (ch02.FIGURES / name).read_text(encoding="utf-8")
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_committed_figures_are_the_scripts_output(regenerated, script):
+    module = SCRIPTS[script]
+    committed = {path.name for path in module.FIGURES.glob("*.svg")}
+    assert committed == set(module.DIAGRAMS), "figures/ and the script's list of diagrams differ"
+    stale = [name for name in module.DIAGRAMS
+             if normalised(module.FIGURES / name) != normalised(regenerated[script] / name)]
+    assert stale == [], f"stale: run `python -m book.diagrams.{script}` and commit {stale}"
+
+
+@pytest.mark.parametrize("script, name", FIGURES, ids=[f"{s}/{n}" for s, n in FIGURES])
+def test_figure_fits_the_content_column_and_fetches_nothing(script, name):
+    text = (SCRIPTS[script].FIGURES / name).read_text(encoding="utf-8")
     width_pt = float(re.search(r'<svg[^>]*\bwidth="([\d.]+)pt"', text).group(1))
     # ~750 px column: wider would be scaled down (smaller text than designed), much narrower wastes it.
     assert 700 <= width_pt * 96 / 72 <= 760
