@@ -8,7 +8,6 @@ wrong.
 - Each plausible mistake (a *mutant*) fails at least one check of its exercise; correct alternatives
   (loops, the log-sum-exp form, einsum, the framework's softmax used inside) pass every check.
 """
-import functools
 import math
 import warnings
 
@@ -18,10 +17,10 @@ import pytest
 with warnings.catch_warnings():   # its marks (exercise, points, public) are registered for the grader only
     warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
     from autograder.checks import ch01_background as checks
-from autograder.checks.api import CheckFailure, meta_of
-from autograder.checks.runner import LocalBackend, StudentProxy, run_checks
+from autograder.checks.runner import LocalBackend, run_checks
 from autograder.notebooks import exercises, load_namespace, master_path, read, student_path
 from autograder.oracle import ch01_background as oracle
+from exercise_checks import ChapterChecks, meta
 
 pytestmark = pytest.mark.xdist_group("frameworks")
 
@@ -30,41 +29,8 @@ FRAMEWORKS = ("torch", "tf")
 EXERCISES = ("softmax", "nadaraya_watson", "attention_pool")
 
 
-class _Item:
-    def __init__(self, func):
-        self.marks = {mark.name: mark for mark in getattr(func, "pytestmark", [])}
-
-    def get_closest_marker(self, name):
-        return self.marks.get(name)
-
-
-def checks_of(exercise: str) -> list:
-    found = [func for name, func in vars(checks).items() if name.startswith("test_") and callable(func)
-             and (meta := meta_of(_Item(func))) is not None and meta.exercise == exercise]
-    assert found, f"no checks for {exercise}"
-    return found
-
-
-@functools.lru_cache(maxsize=None)
-def master(framework: str) -> dict:
-    return load_namespace(master_path(CHAPTER, framework))
-
-
-def namespace_with(framework: str, source: str) -> dict:
-    namespace = dict(master(framework))
-    exec(source, namespace)
-    return namespace
-
-
-def failed_checks(namespace: dict, framework: str, exercise: str, seed: int = 0) -> list[str]:
-    student = StudentProxy(LocalBackend(namespace, framework), framework, lambda names: None)
-    failed = []
-    for index, func in enumerate(checks_of(exercise)):
-        try:
-            func(student=student, oracle=oracle, rng=np.random.default_rng([seed, index]))
-        except CheckFailure as exc:
-            failed.append(f"{func.__name__}: {exc}")
-    return failed
+CH01 = ChapterChecks(CHAPTER, checks, oracle)
+checks_of, master, namespace_with, failed_checks = CH01.checks_of, CH01.master, CH01.namespace_with, CH01.failed_checks
 
 
 def as_numpy(x):
@@ -120,7 +86,7 @@ def test_untouched_student_view_is_not_implemented(framework):
 
 def test_each_exercise_has_public_and_hidden_checks_worth_one_point():
     for exercise in EXERCISES:
-        metas = [meta_of(_Item(func)) for func in checks_of(exercise)]
+        metas = [meta(func) for func in checks_of(exercise)]
         assert 5 <= len(metas) <= 7, exercise
         assert {m.public for m in metas} == {True, False}, exercise
         assert all(m.points == 1 for m in metas), exercise
@@ -168,26 +134,6 @@ def softmax(x):
     x = tf.convert_to_tensor(x, tf.float32)
     return tf.exp(x) / tf.reduce_sum(tf.exp(x))
 """),
-    ("softmax", "torch", "subtracts the min instead of the max", """
-def softmax(x):
-    e = torch.exp(x - x.min())
-    return e / e.sum()
-"""),
-    ("softmax", "torch", "subtracts the mean: still overflows when the inputs are spread", """
-def softmax(x):
-    e = torch.exp(x - x.mean())
-    return e / e.sum()
-"""),
-    ("softmax", "torch", "divides by the max instead of the sum", """
-def softmax(x):
-    e = torch.exp(x - x.max())
-    return e / e.max()
-"""),
-    ("softmax", "torch", "exp(-x): the wrong sign", """
-def softmax(x):
-    e = torch.exp(-(x - x.min()))
-    return e / e.sum()
-"""),
     ("softmax", "torch", "returns float64", """
 def softmax(x):
     x = x.double()
@@ -205,31 +151,6 @@ def nadaraya_watson(queries, keys, values, bandwidth=1.0):
     scores = -(keys[:, None] - queries[None, :]) ** 2 / (2 * bandwidth ** 2)
     weights = torch.softmax(scores, dim=0)
     return values @ weights, weights
-"""),
-    ("nadaraya_watson", "torch", "divides by 2 * bandwidth, not 2 * bandwidth**2", """
-def nadaraya_watson(queries, keys, values, bandwidth=1.0):
-    weights = torch.softmax(-(queries[:, None] - keys[None, :]) ** 2 / (2 * bandwidth), dim=-1)
-    return weights @ values, weights
-"""),
-    ("nadaraya_watson", "torch", "the distance not squared", """
-def nadaraya_watson(queries, keys, values, bandwidth=1.0):
-    weights = torch.softmax(-(queries[:, None] - keys[None, :]).abs() / (2 * bandwidth ** 2), dim=-1)
-    return weights @ values, weights
-"""),
-    ("nadaraya_watson", "torch", "no factor 2", """
-def nadaraya_watson(queries, keys, values, bandwidth=1.0):
-    weights = torch.softmax(-(queries[:, None] - keys[None, :]) ** 2 / bandwidth ** 2, dim=-1)
-    return weights @ values, weights
-"""),
-    ("nadaraya_watson", "torch", "the wrong sign: far keys weigh most", """
-def nadaraya_watson(queries, keys, values, bandwidth=1.0):
-    weights = torch.softmax((queries[:, None] - keys[None, :]) ** 2 / (2 * bandwidth ** 2), dim=-1)
-    return weights @ values, weights
-"""),
-    ("nadaraya_watson", "torch", "the bandwidth ignored", """
-def nadaraya_watson(queries, keys, values, bandwidth=1.0):
-    weights = torch.softmax(-(queries[:, None] - keys[None, :]) ** 2 / 2, dim=-1)
-    return weights @ values, weights
 """),
     ("nadaraya_watson", "torch", "Gaussian weights without max subtraction: 0/0 far from the keys", """
 def nadaraya_watson(queries, keys, values, bandwidth=1.0):
@@ -281,6 +202,29 @@ def attention_pool(query, keys, values):
     return tf.linalg.matvec(values, weights), weights
 """),
 ]
+
+
+# Mistakes of one line: softmax's exponent and denominator, Nadaraya-Watson's score.
+SOFTMAX_MISTAKES = [
+    ("subtracts the min instead of the max", "x - x.min()", "e.sum()"),
+    ("subtracts the mean: still overflows when the inputs are spread", "x - x.mean()", "e.sum()"),
+    ("divides by the max instead of the sum", "x - x.max()", "e.max()"),
+    ("exp(-x): the wrong sign", "-(x - x.min())", "e.sum()"),
+]
+DIFF = "(queries[:, None] - keys[None, :])"
+SCORE_MISTAKES = [
+    ("divides by 2 * bandwidth, not 2 * bandwidth**2", f"-{DIFF} ** 2 / (2 * bandwidth)"),
+    ("the distance not squared", f"-{DIFF}.abs() / (2 * bandwidth ** 2)"),
+    ("no factor 2", f"-{DIFF} ** 2 / bandwidth ** 2"),
+    ("the wrong sign: far keys weigh most", f"{DIFF} ** 2 / (2 * bandwidth ** 2)"),
+    ("the bandwidth ignored", f"-{DIFF} ** 2 / 2"),
+]
+MUTANTS += [("softmax", "torch", mistake, f"def softmax(x):\n    e = torch.exp({exponent})\n    return e / {total}\n")
+            for mistake, exponent, total in SOFTMAX_MISTAKES]
+MUTANTS += [("nadaraya_watson", "torch", mistake,
+             "def nadaraya_watson(queries, keys, values, bandwidth=1.0):\n"
+             f"    weights = torch.softmax({score}, dim=-1)\n    return weights @ values, weights\n")
+            for mistake, score in SCORE_MISTAKES]
 
 
 @pytest.mark.parametrize("exercise, framework, mistake, source", MUTANTS,
@@ -346,23 +290,13 @@ def attention_pool(query, keys, values):
 @pytest.mark.parametrize("exercise, framework, source", ALTERNATIVES,
                          ids=[f"{e}-{fw}-{i}" for i, (e, fw, _) in enumerate(ALTERNATIVES)])
 def test_correct_alternative_passes(exercise, framework, source):
-    for seed in (0, 7):
-        failed = failed_checks(namespace_with(framework, "import math\n" + source), framework, exercise, seed)
-        assert not failed, "\n".join(failed)
+    failed = CH01.passes_every_seed(framework, exercise, "import math\n" + source)
+    assert not failed, "\n".join(failed)
 
 
 def test_mutants_lose_their_points_through_the_grader_runner():
-    """One run of the real check runner with one mutant per exercise: each scores below full marks."""
-    chosen = {}
-    for exercise, framework, _, source in MUTANTS:
-        if framework == "torch":
-            chosen.setdefault(exercise, source)
-    for exercise, source in chosen.items():
-        namespace = namespace_with("torch", source)
-        with np.errstate(all="ignore"):
-            results, _ = run_checks(CHAPTER, LocalBackend(namespace, "torch"), "torch", seed=5)
-        got = sum(r.score for r in results if r.exercise == exercise)
-        most = sum(r.max_score for r in results if r.exercise == exercise)
+    """One run of the real check runner, one mutant per exercise: each loses points, nothing else does."""
+    mutated, scores = CH01.graded_with_mutants(MUTANTS)
+    assert mutated == set(EXERCISES)
+    for exercise, (got, most) in scores.items():
         assert got < most, (exercise, got, most)
-        others = [r for r in results if r.exercise != exercise]
-        assert all(r.passed for r in others), [r.name for r in others if not r.passed]

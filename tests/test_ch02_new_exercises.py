@@ -14,20 +14,15 @@ which runs every exercise. Here the check functions are called directly with the
 (`student` over a `LocalBackend`, `oracle`, a seeded `rng`): one pytest run per mutant would cost
 most of a second each.
 """
-import copy
-import functools
 import warnings
 
-import numpy as np
 import pytest
 
 with warnings.catch_warnings():   # its marks (exercise, points, public) are registered for the grader only
     warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
     from autograder.checks import ch02_principles as checks
-from autograder.checks.api import CheckFailure, meta_of
-from autograder.checks.runner import LocalBackend, StudentProxy, run_checks
-from autograder.notebooks import load_namespace, master_path
 from autograder.oracle import ch02_principles as oracle
+from exercise_checks import ChapterChecks, meta
 
 pytestmark = pytest.mark.xdist_group("frameworks")
 
@@ -35,50 +30,14 @@ CHAPTER = "02_principles"
 NEW_EXERCISES = ("segment_mask", "decoder_masks", "bahdanau_step", "attention_pooling")
 
 
-class _Item:
-    """Just enough of a pytest item for `meta_of` to read a check function's marks."""
-
-    def __init__(self, func):
-        self.marks = {mark.name: mark for mark in getattr(func, "pytestmark", [])}
-
-    def get_closest_marker(self, name):
-        return self.marks.get(name)
-
-
-def checks_of(exercise: str) -> list:
-    found = [func for name, func in vars(checks).items() if name.startswith("test_") and callable(func)
-             and (meta := meta_of(_Item(func))) is not None and meta.exercise == exercise]
-    assert found, f"no checks for {exercise}"
-    return found
-
-
-@functools.lru_cache(maxsize=None)
-def _master_namespace(framework: str) -> dict:
-    return load_namespace(master_path(CHAPTER, framework))
-
-
-def namespace_with(framework: str, source: str) -> dict:
-    """A copy of the master's namespace in which `source` redefines one function."""
-    namespace = dict(_master_namespace(framework))
-    exec(source, namespace)
-    return namespace
-
-
-def failed_checks(namespace: dict, framework: str, exercise: str, seed: int = 0) -> list[str]:
-    """'check name: message' for every check of `exercise` that the namespace fails."""
-    student = StudentProxy(LocalBackend(namespace, framework), framework, lambda names: None)
-    failed = []
-    for index, func in enumerate(checks_of(exercise)):
-        try:
-            func(student=student, oracle=oracle, rng=np.random.default_rng([seed, index]))
-        except CheckFailure as exc:
-            failed.append(f"{func.__name__}: {exc}")
-    return failed
+CH02 = ChapterChecks(CHAPTER, checks, oracle)
+checks_of, _master_namespace = CH02.checks_of, CH02.master
+namespace_with, failed_checks = CH02.namespace_with, CH02.failed_checks
 
 
 def test_each_new_exercise_has_public_and_hidden_checks_worth_one_point():
     for exercise in NEW_EXERCISES:
-        metas = [meta_of(_Item(func)) for func in checks_of(exercise)]
+        metas = [meta(func) for func in checks_of(exercise)]
         assert 5 <= len(metas) <= 7, exercise
         assert {m.public for m in metas} == {True, False}, exercise
         assert all(m.points == 1 for m in metas), exercise
@@ -348,28 +307,15 @@ def attention_pooling(inputs, query, mask=None):
 @pytest.mark.parametrize("exercise, framework, source", ALTERNATIVES,
                          ids=[f"{e}-{fw}" for e, fw, _ in ALTERNATIVES])
 def test_correct_alternative_passes(exercise, framework, source):
-    for seed in (0, 7):
-        failed = failed_checks(namespace_with(framework, source), framework, exercise, seed)
-        assert not failed, "\n".join(failed)
+    failed = CH02.passes_every_seed(framework, exercise, source)
+    assert not failed, "\n".join(failed)
 
 
 def test_mutants_lose_their_points_through_the_grader_runner():
     """One pytest run of the real check runner: the four mutated exercises score 0, the rest full."""
-    chosen = {}
-    for exercise, framework, _, source in MUTANTS:
-        if framework == "torch":
-            chosen.setdefault(exercise, source)
-    namespace = dict(_master_namespace("torch"))
-    for source in chosen.values():
-        exec(source, namespace)
-    results, _ = run_checks(CHAPTER, LocalBackend(copy.copy(namespace), "torch"), "torch", seed=5)
-    scores: dict[str, list[float]] = {}
-    for r in results:
-        scores.setdefault(r.exercise, [0.0, 0.0])
-        scores[r.exercise][0] += r.score
-        scores[r.exercise][1] += r.max_score
+    chosen, scores = CH02.graded_with_mutants(MUTANTS)
     for exercise, (got, most) in scores.items():
         if exercise in chosen:
             assert got < most, (exercise, got, most)
         else:
-            assert got == most, (exercise, got, most, [r.output for r in results if r.exercise == exercise and not r.passed])
+            assert got == most, (exercise, got, most)

@@ -8,9 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-
-from book.diagrams.drawing import COLORS, RC, arrow, box, canvas, hint, save
+from book.diagrams.drawing import COLORS, arrow, box, canvas, hint, main
 
 FIGURES = Path(__file__).resolve().parents[2] / "chapters" / "01_background" / "figures"
 
@@ -86,15 +84,5 @@ def encoder_decoder():
 DIAGRAMS = {"encoder_decoder.svg": encoder_decoder}
 
 
-def write_all(out_dir: Path = FIGURES) -> list[Path]:
-    written = []
-    for name, draw in DIAGRAMS.items():
-        with plt.rc_context(RC):
-            save(draw(), out_dir / name)
-        written.append(out_dir / name)
-    return written
-
-
 if __name__ == "__main__":
-    for path in write_all(Path(sys.argv[1]) if len(sys.argv) > 1 else FIGURES):
-        print(path)
+    main(DIAGRAMS, FIGURES, sys.argv)

@@ -17,8 +17,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from book.diagrams.drawing import (
-    COLORS, HEAD_COLORS, MASK_FALSE, MASK_TRUE, MONO, MUTED, RC, arrow, bool_grid, box, canvas, hint,
-    save,
+    COLORS, HEAD_COLORS, MASK_FALSE, MASK_TRUE, MONO, MUTED, arrow, bool_grid, box, canvas, hint,
+    main,
 )
 
 FIGURES = Path(__file__).resolve().parents[2] / "chapters" / "02_principles" / "figures"
@@ -204,15 +204,5 @@ DIAGRAMS = {
 }
 
 
-def write_all(out_dir: Path = FIGURES) -> list[Path]:
-    written = []
-    for name, draw in DIAGRAMS.items():
-        with plt.rc_context(RC):
-            save(draw(), out_dir / name)
-        written.append(out_dir / name)
-    return written
-
-
 if __name__ == "__main__":
-    for path in write_all(Path(sys.argv[1]) if len(sys.argv) > 1 else FIGURES):
-        print(path)
+    main(DIAGRAMS, FIGURES, sys.argv)

@@ -117,3 +117,19 @@ def save(fig, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="svg", transparent=True, metadata={"Date": None})
     plt.close(fig)
+
+
+def write_all(diagrams: dict, out_dir: Path) -> list[Path]:
+    """Draw every diagram of `diagrams` (file name -> function returning a figure) into `out_dir`."""
+    written = []
+    for name, draw in diagrams.items():
+        with plt.rc_context(RC):
+            save(draw(), out_dir / name)
+        written.append(out_dir / name)
+    return written
+
+
+def main(diagrams: dict, default_dir: Path, argv: list[str]) -> None:
+    """`python -m book.diagrams.chNN [OUT_DIR]`: write the chapter's diagrams, print their paths."""
+    for path in write_all(diagrams, Path(argv[1]) if len(argv) > 1 else default_dir):
+        print(path)
