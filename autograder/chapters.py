@@ -197,7 +197,11 @@ def _notebook_name(framework: str) -> str:
 
 
 _CHAPTERS = (
-    Chapter("01_background", "Background: why attention"),
+    Chapter("01_background", "Background: why attention", exercises=(
+        "softmax",
+        "nadaraya_watson",
+        "attention_pool",
+    ), seed=1),
     Chapter("02_principles", "Principles of attention", exercises=(
         "dot_product_scores",
         "scaled_dot_product_scores",

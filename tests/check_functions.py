@@ -1,5 +1,6 @@
 """Calling a chapter's check functions directly, with the grader's fixtures: what the tests of
-mutants and correct alternatives share (test_ch02_new_exercises.py, test_ch03_exercises.py).
+mutants and correct alternatives share (test_ch01_exercises.py, test_ch02_new_exercises.py,
+test_ch03_exercises.py).
 
 One pytest run of the grader per mutant would cost most of a second each; here `student` is a
 `StudentProxy` over a `LocalBackend`, `oracle` the chapter's oracle, `rng` seeded per check.
@@ -63,6 +64,31 @@ def failed_checks(slug: str, namespace: dict, framework: str, exercise: str, see
             failed.append(f"{func.__name__}: {exc}")
     return failed
 
+
+def passes_every_seed(slug: str, framework: str, exercise: str, source: str, seeds=(0, 7)) -> list[str]:
+    """The failures of a (correct) alternative definition over several seeds: [] when it passes."""
+    return [failure for seed in seeds
+            for failure in failed_checks(slug, namespace_with(slug, framework, source), framework, exercise, seed)]
+
+
+def graded_with_mutants(slug: str, mutants, framework: str = "torch", seed: int = 5) -> tuple[set, dict]:
+    """The first mutant of `framework` for each exercise, all put into one namespace and graded by
+    the real check runner: (the mutated exercises, exercise -> [points earned, points possible])."""
+    from autograder.checks.runner import run_checks
+    from autograder.results import points
+
+    chosen = {}
+    for exercise, fw, _, source in mutants:
+        if fw == framework:
+            chosen.setdefault(exercise, source)
+    namespace = dict(master_namespace(slug, framework))
+    for source in chosen.values():
+        exec(source, namespace)
+    with np.errstate(all="ignore"):
+        results, _ = run_checks(slug, LocalBackend(namespace, framework), framework, seed=seed)
+    scores = {exercise: list(points([r for r in results if r.exercise == exercise]))
+              for exercise in dict.fromkeys(r.exercise for r in results)}
+    return set(chosen), scores
 
 
 def bound(slug: str):

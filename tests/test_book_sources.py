@@ -212,6 +212,7 @@ import ast  # noqa: E402
 SETUP_IMPORT = "from book.pages import *"
 # The exercise names of ../shared/CONTRACT.md, in case a master lags behind the contract.
 CONTRACT_EXERCISES = {
+    "01_background": {"softmax", "nadaraya_watson", "attention_pool"},
     "02_principles": {
         "dot_product_scores", "scaled_dot_product_scores", "additive_scores", "general_scores",
         "masked_softmax", "padding_mask", "causal_mask", "tree_mask", "scaled_dot_product_attention",
@@ -222,7 +223,7 @@ CONTRACT_EXERCISES = {
         "attention_cost", "attention_entropy",
     },
 }
-TAUGHT_CHAPTERS = ["02_principles", "03_math"]   # chapters written to the second edition's page rules
+TAUGHT_CHAPTERS = ["01_background", "02_principles", "03_math"]   # written to the second edition's page rules
 TAUGHT_PAGES = [page for slug in TAUGHT_CHAPTERS for page in sorted((CHAPTERS / slug).glob("*.md"))]
 
 

@@ -10,42 +10,38 @@ from pathlib import Path
 
 import pytest
 
-from book.diagrams import ch02, ch03
+from book.diagrams import ch01, ch02, ch03
 
 ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = {"ch01": ch01, "ch02": ch02, "ch03": ch03}
+FIGURES = [(script, name) for script, module in SCRIPTS.items() for name in sorted(module.DIAGRAMS)]
 METADATA = re.compile(r"<metadata>.*?</metadata>", re.DOTALL)   # matplotlib's version and the like
 # Anything that would make a browser fetch something: links, embedded images, fonts.
 EXTERNAL = re.compile(r"<image\b|@font-face|@import|(?:xlink:)?href=\"(?!#)|url\((?!#)", re.I)
-
-
-SCRIPTS = {"ch02": ch02, "ch03": ch03}   # every chapter's diagram script
 
 
 def normalised(svg: Path) -> str:
     return METADATA.sub("", svg.read_text(encoding="utf-8"))
 
 
-def draw(script: str, out: Path) -> None:
+def draw(script: str, out: Path) -> Path:
     # A separate process: the script selects matplotlib's SVG backend, which must not leak into
     # other tests sharing this worker.
-    subprocess.run([sys.executable, "-m", f"book.diagrams.{script}", str(out)], cwd=ROOT,
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run([sys.executable, "-m", f"book.diagrams.{script}", str(out)], cwd=ROOT, check=True,
+                   capture_output=True, timeout=120)
+    return out
 
 
 @pytest.fixture(scope="module")
 def regenerated(tmp_path_factory) -> dict[str, Path]:
-    outputs = {}
-    for script in SCRIPTS:
-        outputs[script] = tmp_path_factory.mktemp(f"figures_{script}")
-        draw(script, outputs[script])
-    return outputs
+    return {script: draw(script, tmp_path_factory.mktemp(script)) for script in SCRIPTS}
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
 def test_drawing_twice_gives_the_same_bytes(regenerated, tmp_path, script):
-    draw(script, tmp_path)
+    again = draw(script, tmp_path)
     for name in SCRIPTS[script].DIAGRAMS:
-        assert (tmp_path / name).read_bytes() == (regenerated[script] / name).read_bytes(), name
+        assert (again / name).read_bytes() == (regenerated[script] / name).read_bytes(), name
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
@@ -58,8 +54,7 @@ def test_committed_figures_are_the_scripts_output(regenerated, script):
     assert stale == [], f"stale: run `python -m book.diagrams.{script}` and commit {stale}"
 
 
-@pytest.mark.parametrize("script, name", sorted((script, name) for script, module in SCRIPTS.items()
-                                                for name in module.DIAGRAMS))
+@pytest.mark.parametrize("script, name", FIGURES, ids=[f"{s}/{n}" for s, n in FIGURES])
 def test_figure_fits_the_content_column_and_fetches_nothing(script, name):
     text = (SCRIPTS[script].FIGURES / name).read_text(encoding="utf-8")
     width_pt = float(re.search(r'<svg[^>]*\bwidth="([\d.]+)pt"', text).group(1))
