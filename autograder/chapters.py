@@ -62,6 +62,10 @@ class Chapter:
     # exercises that ask for gradients by hand: the scan charges them with any automatic
     # differentiation they reach (torch.autograd, .backward(), requires_grad, tf.GradientTape, ...)
     no_autograd: tuple[str, ...] = ()
+    # exercises whose whole job one framework function already does (softmax, logsumexp, ...):
+    # (exercise, names) pairs; the scan charges the exercise with any of these names it reaches, as
+    # an attribute (`torch.softmax`, `x.softmax(-1)`, `tf.nn.softmax`) or an import from a framework
+    own_job: tuple[tuple[str, tuple[str, ...]], ...] = ()
     limits: Limits = Limits()
     seed: int = 0                                 # base seed of the checks' random inputs
 
@@ -176,7 +180,9 @@ class Chapter:
         return ([f"the record of {self.slug} forbids {name}, which the tracer and the scan do not detect"
                  for framework in FRAMEWORKS for name in self.forbidden[framework] if name not in tracer.KNOWN]
                 + [f"the record of {self.slug} forbids autograd in {name}, which is not one of its exercises"
-                   for name in self.no_autograd if name not in self.exercises])
+                   for name in self.no_autograd if name not in self.exercises]
+                + [f"the record of {self.slug} forbids built-ins in {name}, which is not one of its exercises"
+                   for name, _ in self.own_job if name not in self.exercises])
 
 
 @dataclass(frozen=True)
@@ -201,7 +207,7 @@ _CHAPTERS = (
         "softmax",
         "nadaraya_watson",
         "attention_pool",
-    ), seed=1),
+    ), own_job=(("softmax", ("softmax", "log_softmax", "Softmax")),), seed=1),
     Chapter("02_principles", "Principles of attention", exercises=(
         "dot_product_scores",
         "scaled_dot_product_scores",
@@ -224,7 +230,11 @@ _CHAPTERS = (
         "sinusoidal_positional_encoding",
         "attention_cost",
         "attention_entropy",
-    ), no_autograd=("attention_backward",)),
+    ), no_autograd=("attention_backward", "softmax_jacobian"), own_job=(
+        ("logsumexp", ("logsumexp", "reduce_logsumexp")),
+        ("softmax_jacobian", ("jacobian", "batch_jacobian", "jacrev", "jacfwd")),
+        ("attention_entropy", ("entropy", "Categorical")),
+    )),
     Chapter("04_code", "Attention in code: layers and blocks"),
     Chapter("05_applications", "Applications"),
     Chapter("06_efficiency", "Efficient attention"),

@@ -156,7 +156,8 @@ def _grade(path: Path, sandboxes: Sandboxes, result: SubmissionResult, start: fl
                                     public_only=options.public_only, seed=options.seed)
     finally:
         runner.close()
-    findings = scan.scan(sub.cells, sub.exercises, chapters.chapter(sub.chapter).no_autograd)
+    record = chapters.chapter(sub.chapter)
+    findings = scan.scan(sub.cells, sub.exercises, record.no_autograd, record.own_job)
     result.notes = findings.notes
     used = {k: set(v) for k, v in findings.charged.items()}
     for exercise, names in traced.items():

@@ -46,6 +46,10 @@ AUTOGRAD_ATTRIBUTES = {"backward": "Tensor.backward", "requires_grad": "requires
                        "vjp": "torch.func.vjp"}
 
 
+# where a name counts for a record's `own_job`: imported from these, or read as any attribute
+FRAMEWORK_ROOTS = {"torch", "tensorflow", "keras", "numpy", "scipy", "jax", "functorch"}
+
+
 def autograd_path(path: str) -> str | None:
     """The feedback's name for automatic differentiation reached through `path`, or None."""
     for prefix, shown in AUTOGRAD_PATHS.items():
@@ -70,6 +74,7 @@ class _Unit:
     uses: set[str] = field(default_factory=set)        # module-level names it loads
     builtins: set[str] = field(default_factory=set)    # forbidden built-ins it names
     autograd: set[str] = field(default_factory=set)    # automatic differentiation it uses
+    names: set[str] = field(default_factory=set)       # attributes it reads, names it imports from a framework
     doubts: list[tuple[int, str]] = field(default_factory=list)   # (line, what) the scan cannot settle
 
 
@@ -217,9 +222,13 @@ def _examine(unit: _Unit, aliases: dict[str, str]) -> None:
     unit.uses = _uses(unit.node)
     for sub in ast.walk(unit.node):
         line = getattr(sub, "lineno", 0)
-        if isinstance(sub, ast.Attribute) and sub.attr in AUTOGRAD_ATTRIBUTES:
-            unit.autograd.add(AUTOGRAD_ATTRIBUTES[sub.attr])
+        if isinstance(sub, ast.Attribute):
+            unit.names.add(sub.attr)
+            if sub.attr in AUTOGRAD_ATTRIBUTES:
+                unit.autograd.add(AUTOGRAD_ATTRIBUTES[sub.attr])
         for path in _imported_paths(sub):
+            if path.split(".")[0] in FRAMEWORK_ROOTS:   # `from torch.special import softmax`
+                unit.names.add(path.rsplit(".", 1)[-1])
             if autograd_path(path):
                 unit.autograd.add(autograd_path(path))
             if forbidden_path(path):
@@ -230,6 +239,8 @@ def _examine(unit: _Unit, aliases: dict[str, str]) -> None:
                 unit.doubts.append((line, f"imports {path}"))
         if isinstance(sub, (ast.Attribute, ast.Subscript, ast.Call, ast.Name)):
             path = resolve(sub, local)
+            if path and path.split(".")[0] in FRAMEWORK_ROOTS:   # `sm` after `import ... softmax as sm`
+                unit.names.add(path.rsplit(".", 1)[-1])
             if path and autograd_path(path):
                 unit.autograd.add(autograd_path(path))
             if path:
@@ -326,9 +337,11 @@ def _parse(cells: list[tuple[int, str]], notes: list[str]) -> list[tuple[int, as
     return trees
 
 
-def scan(cells: list[tuple[int, str]], exercises: list[str], no_autograd=()) -> Findings:
-    """What each exercise reaches: the forbidden built-ins, and automatic differentiation for the
-    exercises in `no_autograd` (the chapter record's list)."""
+def scan(cells: list[tuple[int, str]], exercises: list[str], no_autograd=(), own_job=()) -> Findings:
+    """What each exercise reaches: the forbidden built-ins, automatic differentiation for the
+    exercises in `no_autograd`, and for those in `own_job` ((exercise, names) pairs: the chapter
+    record's) any framework function of those names, which would do the exercise's whole job."""
+    own = {exercise: set(names) for exercise, names in own_job}
     findings = Findings()
     trees = _parse(cells, findings.notes)
     aliases: dict[str, str] = {}
@@ -369,6 +382,8 @@ def scan(cells: list[tuple[int, str]], exercises: list[str], no_autograd=()) -> 
                     findings.charged.setdefault(exercise, set()).update(unit.builtins)
                 if unit.autograd and exercise in no_autograd:
                     findings.charged.setdefault(exercise, set()).update(unit.autograd)
+                if unit.names & own.get(exercise, set()):
+                    findings.charged.setdefault(exercise, set()).update(unit.names & own[exercise])
     findings.charged = {k: sorted(v) for k, v in findings.charged.items()}
     for unit in [u for group in units.values() for u in group] + loose:
         by = reached_by.get(id(unit), [])

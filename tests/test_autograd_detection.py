@@ -89,7 +89,7 @@ def test_autograd_in_a_cell_the_exercise_does_not_reach_is_not_charged():
 
 
 def test_records_list_only_their_own_exercises():
-    assert chapter(CHAPTER).no_autograd == (EXERCISE,)
+    assert EXERCISE in chapter(CHAPTER).no_autograd
     for record in all_chapters():
         assert set(record.no_autograd) <= set(record.exercises), record.slug
         assert not [p for p in record.audit() if "autograd" in p]
