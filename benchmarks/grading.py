@@ -30,10 +30,10 @@ from autograder.batch import grade_batch  # noqa: E402
 from autograder.grade import Options  # noqa: E402
 
 
-def make_class(n: int, folder: Path, seed: int = 0) -> list[Path]:
+def make_class(n: int, folder: Path, seed: int = 0, only: str = "") -> list[Path]:
     """n notebooks: a third solved, a third untouched, a third with every other solution removed."""
     rng = random.Random(seed)
-    assignments = chapters.assignments()
+    assignments = [a for a in chapters.assignments() if a[0] == only or not only]
     paths = []
     for i in range(n):
         chapter, framework = assignments[i % len(assignments)]
@@ -78,10 +78,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--baseline-n", type=int, default=10)
+    parser.add_argument("--chapter", default="02_principles",
+                        help="the chapter whose notebooks make up the class ('' for every chapter); "
+                             "02_principles keeps the figure comparable across sessions")
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="bench-class-"))
-    paths = make_class(args.n, folder)
+    paths = make_class(args.n, folder, only=args.chapter)
     ours = run_ours(paths, args.jobs)
     sample = paths[: args.baseline_n]
     baseline = run_baseline(sample)
