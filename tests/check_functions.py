@@ -91,6 +91,27 @@ def graded_with_mutants(slug: str, mutants, framework: str = "torch", seed: int 
     return set(chosen), scores
 
 
+def graded_master_with(slug: str, framework: str, exercise: str, source: str, folder):
+    """A real grade (sandbox and all) of the chapter's master with `exercise`'s cell replaced by
+    `source`: the SubmissionResult."""
+    import copy
+
+    import nbformat
+
+    from autograder.grade import Options, Sandboxes, grade_one
+
+    nb = copy.deepcopy(nbformat.read(master_path(slug, framework), as_version=4))
+    cell = next(c for c in nb.cells if c.get("metadata", {}).get("course", {}).get("exercise") == exercise)
+    cell.source = source
+    path = folder / f"{exercise}_{framework}.ipynb"
+    nbformat.write(nb, path)
+    boxes = Sandboxes(Options(timeout=180))
+    try:
+        return grade_one(path, path.stem, boxes)
+    finally:
+        boxes.close()
+
+
 def bound(slug: str):
     """(checks_of, master_namespace, namespace_with, failed_checks), each bound to one chapter."""
     return tuple(functools.partial(f, slug) for f in (checks_of, master_namespace, namespace_with, failed_checks))

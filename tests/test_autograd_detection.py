@@ -10,13 +10,11 @@ exercise scores zero with the reason named, and the other five keep full marks.
 """
 from __future__ import annotations
 
-import copy
-
-import nbformat
 import pytest
 
-from autograder import notebooks, scan
+from autograder import scan
 from autograder.chapters import all_chapters, chapter
+from check_functions import graded_master_with
 
 CHAPTER = "03_math"
 EXERCISE = "attention_backward"
@@ -121,19 +119,9 @@ def attention_backward(queries, keys, values, grad_output):
 @pytest.mark.xdist_group("sandbox")
 @pytest.mark.parametrize("framework", ["torch", "tf"])
 def test_attention_backward_by_autograd_scores_zero(tmp_path, framework):
-    from autograder.grade import Options, Sandboxes, grade_one
     from autograder.report.feedback import feedback_markdown
 
-    nb = copy.deepcopy(nbformat.read(notebooks.master_path(CHAPTER, framework), as_version=4))
-    cell = next(c for c in nb.cells if c.get("metadata", {}).get("course", {}).get("exercise") == EXERCISE)
-    cell.source = AUTOGRAD_SUBMISSIONS[framework]
-    path = tmp_path / f"autograd_{framework}.ipynb"
-    nbformat.write(nb, path)
-    boxes = Sandboxes(Options(timeout=180))
-    try:
-        result = grade_one(path, "autograd", boxes)
-    finally:
-        boxes.close()
+    result = graded_master_with(CHAPTER, framework, EXERCISE, AUTOGRAD_SUBMISSIONS[framework], tmp_path)
     assert result.error is None, result.error
     assert list(result.builtins) == [EXERCISE], result.builtins
     by_exercise: dict[str, list] = {}

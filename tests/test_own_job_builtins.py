@@ -9,13 +9,11 @@ exercise does not reach) charge nothing. Then real graded runs: the chapter-01 m
 """
 from __future__ import annotations
 
-import copy
-
-import nbformat
 import pytest
 
 from autograder import notebooks, scan
 from autograder.chapters import all_chapters, chapter
+from check_functions import graded_master_with
 
 CHARGED = {   # (chapter, exercise, cells before, the exercise's source, the name charged)
     "torch.softmax": ("01_background", "softmax", "import torch\n",
@@ -90,18 +88,7 @@ def test_the_reference_masters_are_not_charged():
     ("tf", "def softmax(x):\n    return tf.nn.softmax(x)\n"),
 ])
 def test_softmax_by_the_builtin_loses_exactly_its_points(tmp_path, framework, source):
-    from autograder.grade import Options, Sandboxes, grade_one
-
-    nb = copy.deepcopy(nbformat.read(notebooks.master_path("01_background", framework), as_version=4))
-    cell = next(c for c in nb.cells if c.get("metadata", {}).get("course", {}).get("exercise") == "softmax")
-    cell.source = source
-    path = tmp_path / f"builtin_softmax_{framework}.ipynb"
-    nbformat.write(nb, path)
-    boxes = Sandboxes(Options(timeout=180))
-    try:
-        result = grade_one(path, "builtin_softmax", boxes)
-    finally:
-        boxes.close()
+    result = graded_master_with("01_background", framework, "softmax", source, tmp_path)
     assert result.error is None, result.error
     assert result.builtins == {"softmax": ["softmax"]}, result.builtins
     for c in result.checks:
