@@ -23,6 +23,7 @@ import ctypes
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -105,6 +106,9 @@ def bwrap_args(lib: str) -> list[str]:
 
 
 CGROUP_ROOTS = (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup/pids"))
+# cgroups are named PREFIX-PID-N; a test sets its own prefix (AUTOGRADER_CGROUP_PREFIX) to tell its
+# run's cgroups from those of graders that other tests kill on purpose at the same time
+CGROUP_PREFIX = re.sub(r"[^A-Za-z0-9_]", "", os.environ.get("AUTOGRADER_CGROUP_PREFIX", "")) or "autograder"
 
 
 def _alive(pid: int) -> bool:
@@ -119,11 +123,11 @@ def _alive(pid: int) -> bool:
 
 @lru_cache(maxsize=1)
 def remove_stale_cgroups() -> list[str]:
-    """cgroups `autograder-PID-N` of graders that died (killed, crashed): kill what is left in
+    """cgroups `PREFIX-PID-N` of graders that died (killed, crashed): kill what is left in
     them, then remove them. Once per process, before it makes its own."""
     removed = []
     for root in CGROUP_ROOTS:
-        for folder in root.glob("autograder-*-*"):
+        for folder in root.glob(f"{CGROUP_PREFIX}-*-*"):
             try:
                 pid = int(folder.name.split("-")[1])
             except ValueError:
@@ -148,7 +152,7 @@ class _Cgroup:
     def __init__(self, limits: Limits):
         self.dirs: list[Path] = []
         remove_stale_cgroups()
-        name = f"autograder-{os.getpid()}-{next(_ids)}"
+        name = f"{CGROUP_PREFIX}-{os.getpid()}-{next(_ids)}"
         v1 = {"memory": ("memory.limit_in_bytes", limits.memory_bytes),
               "pids": ("pids.max", limits.max_processes + 8)}
         try:
