@@ -66,6 +66,9 @@ class Chapter:
     # (exercise, names) pairs; the scan charges the exercise with any of these names it reaches, as
     # an attribute (`torch.softmax`, `x.softmax(-1)`, `tf.nn.softmax`) or an import from a framework
     own_job: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # exercises that may call the frameworks' attention built-ins (`forbidden`) because their job is
+    # something else, e.g. training a whole model (chapter 05); the scan's other charges still apply
+    builtins_allowed: tuple[str, ...] = ()
     limits: Limits = Limits()
     seed: int = 0                                 # base seed of the checks' random inputs
 
@@ -182,7 +185,18 @@ class Chapter:
                 + [f"the record of {self.slug} forbids autograd in {name}, which is not one of its exercises"
                    for name in self.no_autograd if name not in self.exercises]
                 + [f"the record of {self.slug} forbids built-ins in {name}, which is not one of its exercises"
-                   for name, _ in self.own_job if name not in self.exercises])
+                   for name, _ in self.own_job if name not in self.exercises]
+                + [f"the record of {self.slug} allows built-ins in {name}, which is not one of its exercises"
+                   for name in self.builtins_allowed if name not in self.exercises])
+
+    def charged(self, exercise: str, names) -> list[str]:
+        """Of the built-ins the grader saw `exercise` reach, those it is charged with: every name
+        but the tracer's attention built-ins this record does not forbid there (its `forbidden`
+        narrowed, or the exercise in `builtins_allowed`). Own-job, autograd and forged names stay."""
+        from autograder.sandbox import tracer
+
+        forbidden = set() if exercise in self.builtins_allowed else {*self.forbidden.torch, *self.forbidden.tf}
+        return sorted(n for n in names if n not in tracer.KNOWN or n in forbidden)
 
 
 @dataclass(frozen=True)

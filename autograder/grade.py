@@ -162,6 +162,7 @@ def _grade(path: Path, sandboxes: Sandboxes, result: SubmissionResult, start: fl
     used = {k: set(v) for k, v in findings.charged.items()}
     for exercise, names in traced.items():
         used.setdefault(exercise, set()).update(names)
-    result.builtins = {k: sorted(v) for k, v in used.items()}
+    charged = {exercise: record.charged(exercise, names) for exercise, names in used.items()}
+    result.builtins = {exercise: names for exercise, names in charged.items() if names}
     _charge_builtins(checks, result.builtins)
     result.checks = [_run_line(outcomes, runner.gave_up), *checks]
