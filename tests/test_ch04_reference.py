@@ -82,9 +82,8 @@ def _flat(nested, prefix=""):
 
 
 def _oracle_module(name, weights, *args, **kwargs):
-    module = getattr(oracle, name)(*args, **kwargs)
-    module.load_weights(weights)
-    return module
+    """The oracle's reference of a module, as a function of the inputs."""
+    return lambda *inputs, **call_kwargs: getattr(oracle, name)(weights, args, kwargs, *inputs, **call_kwargs)
 
 
 def _master_module(namespaces, framework, name, weights, *args, **kwargs):

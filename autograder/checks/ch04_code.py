@@ -68,8 +68,9 @@ def _pair(student, oracle, name, weights, *args, **kwargs):
     """The student's layer and the oracle's, built with the same arguments and weights."""
     layer = student.new(name, *args, **kwargs)
     layer.load_weights(_flat(weights))
-    reference = getattr(oracle, name)(*args, **kwargs)
-    reference.load_weights(weights)
+
+    def reference(*inputs, **call_kwargs):   # the oracle takes the weights and constructor arguments as data
+        return getattr(oracle, name)(weights, args, kwargs, *inputs, **call_kwargs)
     return layer, reference
 
 

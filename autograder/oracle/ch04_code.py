@@ -1,10 +1,15 @@
 """Chapter 04 (code): the NumPy reference for its six exercises.
 
-Two functions and four modules, as `../shared/CONTRACT.md` names them. The modules mirror the
-student's: construct with the contract's arguments, `load_weights` the grader's weights (maths
-layout, `y = x @ kernel + bias`, nested dicts for sub-layers:
+Two functions and four modules, as `../shared/CONTRACT.md` names them. A module's reference is a
+function of plain data (so that the release can record and replay it, as any oracle call):
+
+    MultiHeadAttention(weights, args, kwargs, query, key, value, mask=None)
+
+is the output of `MultiHeadAttention(*args, **kwargs)` holding `weights` (maths layout,
+`y = x @ kernel + bias`, nested dicts for sub-layers:
 `{"attention": {"w_q": {"kernel": .., "bias": ..}, ...}, "norm1": {"scale": .., "offset": ..}}`),
-then call. Everything is computed in float64 and cast to float32 at the end.
+called on the inputs. The private classes below mirror the student's modules. Everything is
+computed in float64 and cast to float32 at the end.
 
 Conventions (the contract's):
 - masks are boolean, `True` means "may attend"; a multi-head layer's mask is broadcastable to
@@ -117,7 +122,7 @@ class _Module:
         return out.astype(np.float32)
 
 
-class MultiHeadAttention(_Module):
+class _MultiHeadAttention(_Module):
     """`w_o(merge_heads(softmax(mask(q k^T / sqrt(d))) v))` with `q, k, v = split_heads(w_*(...))`.
 
     Call `(query (B, T_q, D), key (B, T_k, D), value (B, T_k, D), mask=None)` ->
@@ -145,7 +150,7 @@ class MultiHeadAttention(_Module):
         return self.w_o(_merge_heads(weights @ v)), weights       # (B, T_q, D), (B, H, T_q, T_k)
 
 
-class AdditiveAttention(_Module):
+class _AdditiveAttention(_Module):
     """Bahdanau: `score[i, j] = w_v . tanh(W_q q_i + W_k k_j)`, masked softmax over keys, weighted
     sum of values. Call `(queries (..., n_q, d_q), keys (..., n_k, d_k), values (..., n_k, d_v),
     mask=None)` -> `(output (..., n_q, d_v), weights (..., n_q, n_k))`; no scale."""
@@ -168,7 +173,7 @@ def _ffn(block, x):
     return block.ffn_out(np.maximum(block.ffn_in(x), 0.0))
 
 
-class TransformerEncoderBlock(_Module):
+class _TransformerEncoderBlock(_Module):
     """Post-norm: `x = norm1(x + attn(x, x, x)); x = norm2(x + ffn(x))`.
     Pre-norm (`norm_first`): `x = x + attn(n, n, n)` with `n = norm1(x)`; `x = x + ffn(norm2(x))`."""
 
@@ -176,7 +181,7 @@ class TransformerEncoderBlock(_Module):
 
     def __init__(self, d_model: int, num_heads: int, d_ff: int, norm_first: bool = False):
         self.norm_first = norm_first
-        self.attention = MultiHeadAttention(d_model, num_heads)
+        self.attention = _MultiHeadAttention(d_model, num_heads)
         self.ffn_in, self.ffn_out = _Linear(d_model, d_ff), _Linear(d_ff, d_model)
         self.norm1, self.norm2 = _LayerNorm(d_model), _LayerNorm(d_model)
 
@@ -190,7 +195,7 @@ class TransformerEncoderBlock(_Module):
         return self.norm2(x + _ffn(self, x))
 
 
-class TransformerDecoderBlock(_Module):
+class _TransformerDecoderBlock(_Module):
     """Masked self-attention, cross-attention to `memory`, FFN; each with a residual and LayerNorm
     (after it, or before it when `norm_first`). Call `(x (B, T, D), memory (B, S, D), self_mask=None,
     memory_mask=None)` -> `(B, T, D)`."""
@@ -199,8 +204,8 @@ class TransformerDecoderBlock(_Module):
 
     def __init__(self, d_model: int, num_heads: int, d_ff: int, norm_first: bool = False):
         self.norm_first = norm_first
-        self.self_attention = MultiHeadAttention(d_model, num_heads)
-        self.cross_attention = MultiHeadAttention(d_model, num_heads)
+        self.self_attention = _MultiHeadAttention(d_model, num_heads)
+        self.cross_attention = _MultiHeadAttention(d_model, num_heads)
         self.ffn_in, self.ffn_out = _Linear(d_model, d_ff), _Linear(d_ff, d_model)
         self.norm1, self.norm2, self.norm3 = _LayerNorm(d_model), _LayerNorm(d_model), _LayerNorm(d_model)
 
@@ -217,3 +222,32 @@ class TransformerDecoderBlock(_Module):
         x = self.norm1(x + self_attend(x))
         x = self.norm2(x + cross_attend(x))
         return self.norm3(x + _ffn(self, x))
+
+
+# --- the exercises' references: plain data in, arrays out ----------------------------------------
+
+def _run(cls, weights: dict, args, kwargs, inputs: tuple, call_kwargs: dict):
+    module = cls(*args, **dict(kwargs or {}))
+    module.load_weights(weights)
+    return module(*inputs, **call_kwargs)
+
+
+def MultiHeadAttention(weights, args, kwargs, query, key, value, mask=None):
+    """`(output (B, T_q, D), weights (B, H, T_q, T_k))` of `MultiHeadAttention(*args, **kwargs)`."""
+    return _run(_MultiHeadAttention, weights, args, kwargs, (query, key, value), {"mask": mask})
+
+
+def AdditiveAttention(weights, args, kwargs, queries, keys, values, mask=None):
+    """`(output (..., n_q, d_v), weights (..., n_q, n_k))` of `AdditiveAttention(*args, **kwargs)`."""
+    return _run(_AdditiveAttention, weights, args, kwargs, (queries, keys, values), {"mask": mask})
+
+
+def TransformerEncoderBlock(weights, args, kwargs, x, mask=None):
+    """`y (B, T, D)` of `TransformerEncoderBlock(*args, **kwargs)`."""
+    return _run(_TransformerEncoderBlock, weights, args, kwargs, (x,), {"mask": mask})
+
+
+def TransformerDecoderBlock(weights, args, kwargs, x, memory, self_mask=None, memory_mask=None):
+    """`y (B, T, D)` of `TransformerDecoderBlock(*args, **kwargs)`."""
+    return _run(_TransformerDecoderBlock, weights, args, kwargs, (x, memory),
+                {"self_mask": self_mask, "memory_mask": memory_mask})
