@@ -10,7 +10,7 @@ from pathlib import Path
 
 from matplotlib.patches import Rectangle
 
-from book.diagrams.drawing import COLORS, HEAD_COLORS, MONO, MUTED, arrow, box, canvas, hint, main
+from book.diagrams.drawing import CONTENT_WIDTH_IN, COLORS, HEAD_COLORS, MONO, MUTED, arrow, box, canvas, hint, main
 
 FIGURES = Path(__file__).resolve().parents[2] / "chapters" / "04_code" / "figures"
 
@@ -66,6 +66,8 @@ def heads_split_merge():
     arrow(ax, (rx, 2.41), w["top"])
     hint(ax, (rx, 1.15), "the exact inverse of the split:", fontsize=8.5)
     hint(ax, (rx, 0.9), "merge(split(x)) == x", fontsize=8.5, family=MONO)
+    fig.set_size_inches(CONTENT_WIDTH_IN, 4.6)   # nothing is drawn below y = 0.7: crop it, inches kept
+    ax.set_ylim(0.7, 5.3)
     return fig
 
 
