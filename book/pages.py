@@ -274,4 +274,6 @@ def benchmark_results():
     return json.loads((Path(__file__).resolve().parents[1] / BENCHMARK_RESULTS).read_text())
 
 
-__all__ += ["peak_rise_bytes", "benchmark_results"]
+import math  # noqa: E402  (the chapter's pages use math.inf and math.sqrt beside the frameworks)
+
+__all__ += ["math", "peak_rise_bytes", "benchmark_results"]

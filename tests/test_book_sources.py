@@ -222,8 +222,12 @@ CONTRACT_EXERCISES = {
         "logsumexp", "softmax_jacobian", "attention_backward", "sinusoidal_positional_encoding",
         "attention_cost", "attention_entropy",
     },
+    "06_efficiency": {
+        "merge_softmax_stats", "flash_attention", "sliding_window_mask", "linear_attention", "decode_step",
+        "grouped_query_attention",
+    },
 }
-TAUGHT_CHAPTERS = ["01_background", "02_principles", "03_math"]   # written to the second edition's page rules
+TAUGHT_CHAPTERS = ["01_background", "02_principles", "03_math", "06_efficiency"]   # written to the second edition's page rules
 TAUGHT_PAGES = [page for slug in TAUGHT_CHAPTERS for page in sorted((CHAPTERS / slug).glob("*.md"))]
 
 
