@@ -35,8 +35,8 @@ class Reply:
     """What came back from one call, already checked to be plain data."""
 
     status: str                       # ok | missing | not_implemented | error | died
-    value: object = None              # ndarray, tuple of ndarrays/scalars, or a scalar
-    types: list[str] = field(default_factory=list)
+    value: object = None              # ndarray, tuple of ndarrays/scalars (or of such tuples), or a scalar
+    types: list = field(default_factory=list)   # one name per item; a tuple of names for a tuple item
     error: str = ""
     builtins: list[str] = field(default_factory=list)
     peak_bytes: int = 0               # the call's peak memory over its start, as the student side measured it
@@ -229,21 +229,9 @@ def _read_reply(head: dict, arrays: dict[str, np.ndarray]) -> Reply:
     try:
         items, types = [], []
         for item in result["items"]:
-            if not isinstance(item.get("type"), str):
-                raise ValueError("a type that is not a name")
-            types.append(untrusted.name(item["type"], 80))
-            if "a" in item:
-                array = arrays[item["a"]]
-                # numbers and booleans only: a string or structured dtype would carry text
-                if type(array) is not np.ndarray or array.dtype.kind not in "biufc":
-                    raise ValueError("not a plain array")
-                items.append(array)
-            elif "v" in item and isinstance(item["v"], (bool, int, float)):
-                items.append(item["v"])
-            elif "none" in item:
-                items.append(None)
-            else:
-                raise ValueError("unknown item")
+            value, kind = _item(item, arrays, nested=result["kind"] == "single")
+            items.append(value)
+            types.append(kind)
         if result["kind"] == "dict":
             value = _dict_of(result.get("keys"), items)
         else:
@@ -253,6 +241,34 @@ def _read_reply(head: dict, arrays: dict[str, np.ndarray]) -> Reply:
     except (KeyError, TypeError, ValueError, IndexError, AttributeError):
         return Reply("error", error=MALFORMED, builtins=builtins)
     return Reply("ok", value=value, types=types, builtins=builtins, peak_bytes=_peak(head))
+
+
+MAX_NESTED_ITEMS = 16
+
+
+def _item(item: dict, arrays: dict, nested: bool) -> tuple[object, object]:
+    """One returned item -> (value, its type's name); a tuple item (one level deep, inside a tuple
+    result: `(output, (keys, values))`) -> (tuple of values, tuple of names). ValueError otherwise."""
+    if "seq" in item and not nested:
+        seq = item["seq"]
+        if not isinstance(seq, list) or len(seq) > MAX_NESTED_ITEMS:
+            raise ValueError("bad nested tuple")
+        pairs = [_item(inner, arrays, nested=True) for inner in seq]
+        return tuple(v for v, _ in pairs), tuple(k for _, k in pairs)
+    if not isinstance(item.get("type"), str):
+        raise ValueError("a type that is not a name")
+    kind = untrusted.name(item["type"], 80)
+    if "a" in item:
+        array = arrays[item["a"]]
+        # numbers and booleans only: a string or structured dtype would carry text
+        if type(array) is not np.ndarray or array.dtype.kind not in "biufc":
+            raise ValueError("not a plain array")
+        return array, kind
+    if "v" in item and isinstance(item["v"], (bool, int, float)):
+        return item["v"], kind
+    if "none" in item:
+        return None, kind
+    raise ValueError("unknown item")
 
 
 MAX_DICT_KEYS = 32

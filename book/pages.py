@@ -238,3 +238,47 @@ if _in_a_kernel():
     from book.kernel import keep_frameworks_apart
 
     keep_frameworks_apart()
+
+
+# --- chapter 06 ---
+# Measuring any framework's memory, and reading the benchmark's committed results.
+def peak_rise_bytes(run):
+    """The rise of this process's peak resident memory during `run()`, in bytes, whatever allocated
+    it (PyTorch, TensorFlow, NumPy): Linux's VmHWM after resetting it with /proc/self/clear_refs,
+    as the grader measures one call (autograder/sandbox/peak.py). Large blocks are mapped, not
+    taken from the heap, and freed heap is given back first (malloc_trim), so that memory an
+    earlier cell freed is not reused unseen."""
+    import ctypes
+
+    from autograder.sandbox.peak import PeakMeter
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        # as the grader's workers: blocks of 1 MiB and more are mapped and unmapped, never kept in
+        # the heap (glibc's M_MMAP_THRESHOLD = -3; setting it also stops glibc raising it on its own)
+        libc.mallopt(-3, 1 << 20)
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    meter = PeakMeter()
+    started = meter.start("torch")          # "torch": the resident set only (no allocator statistics)
+    result = run()
+    rise = meter.stop(started)
+    del result
+    return rise
+
+
+BENCHMARK_RESULTS = "benchmarks/results/attention.json"
+
+
+def benchmark_results():
+    """The committed output of `benchmarks/attention.py --out benchmarks/results/attention.json`."""
+    import json
+    from pathlib import Path
+
+    return json.loads((Path(__file__).resolve().parents[1] / BENCHMARK_RESULTS).read_text())
+
+
+import math  # noqa: E402  (the chapter's pages use math.inf and math.sqrt beside the frameworks)
+
+__all__ += ["math", "peak_rise_bytes", "benchmark_results"]

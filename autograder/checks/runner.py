@@ -129,13 +129,22 @@ class StudentProxy:
         if tensors and not isinstance(reply.value, dict):   # a dict holds numbers (attention_cost)
             want = TENSOR_TYPE[self._framework]
             values = reply.value if isinstance(reply.value, tuple) else (reply.value,)
-            for value, kind in zip(values, reply.types):
+            for value, kind in _flat_pairs(values, reply.types):
                 if isinstance(value, np.ndarray) and kind != want:
                     # The type's name is the submission's to choose: named only if it is a known one.
                     shown = kind if kind in convert.KNOWN_TYPES else "an object of another type"
                     raise CheckFailure(detail(f"{name} returned {_article(shown)}; the exercise asks for "
                                               f"{_article(want)}.", f"(the type it returned: {kind})"))
         return reply.value
+
+
+def _flat_pairs(values: tuple, types: list):
+    """(value, type name) for every leaf, inside a nested tuple item too."""
+    for value, kind in zip(values, types):
+        if isinstance(value, tuple) and isinstance(kind, tuple):
+            yield from zip(value, kind)
+        else:
+            yield value, kind
 
 
 def _article(kind: str) -> str:

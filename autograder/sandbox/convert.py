@@ -129,10 +129,14 @@ def to_numpy(value) -> np.ndarray:
 
 
 def encode_result(value) -> tuple[dict, dict[str, np.ndarray]]:
-    """A function's return value -> JSON spec + arrays, recording each leaf's type."""
+    """A function's return value -> JSON spec + arrays, recording each leaf's type. A tuple's
+    items may themselves be tuples (one level: chapter 06's `(output, (keys, values))`)."""
     arrays: dict[str, np.ndarray] = {}
 
-    def leaf(v):
+    def leaf(v, nested=False):
+        if isinstance(v, (tuple, list)) and not nested:
+            # one level of nesting: (output, (keys, values)), a KV cache beside the output
+            return {"seq": [leaf(x, nested=True) for x in v], "type": "tuple"}
         if v is None:
             return {"none": True, "type": "None"}
         if isinstance(v, (bool, int, float)) and not isinstance(v, np.generic):

@@ -1,0 +1,223 @@
+"""Attention's time and memory against the sequence length: naive, tiled, SDPA and linear, in one run.
+
+    .venv/bin/python benchmarks/attention.py [--lengths 512 ... 16384] [--block 512] [--threads N] [--out FILE]
+
+One batch, H = 8 heads, D = 64, float32, non-causal self-attention, n = 512 ... 16384, on all of
+the machine's cores (passed explicitly: torch.utils.benchmark.Timer defaults to one thread):
+- naive:  softmax(Q K^T / sqrt(D)) V, the (H, n, n) matrix materialised (PyTorch and TensorFlow);
+- tiled:  the course's reference `flash_attention`, loaded from chapter 06's masters (PyTorch and
+          TensorFlow), with --block keys and queries per tile;
+- sdpa:   torch.nn.functional.scaled_dot_product_attention (PyTorch's fused CPU kernel);
+- linear: the masters' `linear_attention` (elu + 1 feature map), a different model, timed for
+          its O(n) cost.
+Times are medians (torch.utils.benchmark for PyTorch, perf_counter repeats for TensorFlow) after
+a warm-up call; a call that took longer than --min-run-time is timed once more, not a dozen times.
+Peak memory is the rise of the process's peak resident set during the warm-up call (`/proc/self/clear_refs`,
+as the grader measures a call, autograder/sandbox/peak.py), with glibc's mmap threshold fixed at
+1 MiB so that freed blocks leave the resident set; TensorFlow's allocator peak counts too.
+Naive attention is skipped where its two (H, n, n) float32 matrices would take more than half the
+available memory (said in the output). Ratios are against PyTorch SDPA: throughput = SDPA's time
+over the method's time, memory = the method's peak over naive's (same framework).
+Goals (issue 12), checked at n = 4096 and printed at the end: PyTorch tiled >= 0.8x SDPA's
+throughput and <= 1/8 of naive's memory; TensorFlow tiled at least as fast as naive TensorFlow and
+<= 1/8 of its memory.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MMAP_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 20)}   # as the grader's workers (workers.ALLOCATOR_ENV)
+
+if __name__ == "__main__" and any(os.environ.get(k) != v for k, v in MMAP_ENV.items()):
+    # glibc reads its tunables at start-up: run again with them set
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MMAP_ENV})
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+import torch.utils.benchmark as benchmark  # noqa: E402
+
+from autograder.notebooks import load_namespace, master_path  # noqa: E402
+from autograder.sandbox.peak import PeakMeter  # noqa: E402
+
+HEADS, DIM = 8, 64
+LENGTHS = (512, 1024, 2048, 4096, 8192, 16384)
+THREADS = os.cpu_count() or 1      # all of the machine's cores, unless --threads says otherwise
+
+
+def set_threads(threads: int) -> None:
+    """Both frameworks on `threads` threads (TensorFlow's must be set before its first operation)."""
+    global THREADS
+    THREADS = threads
+    torch.set_num_threads(threads)
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def available_bytes() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 8 << 30
+
+
+def naive_torch(q, k, v):
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])      # (1, H, n, D) x (1, H, D, n) -> (1, H, n, n)
+    return torch.softmax(scores, dim=-1) @ v                      # (1, H, n, n) x (1, H, n, D) -> (1, H, n, D)
+
+
+def naive_tf(q, k, v):
+    scores = tf.matmul(q, k, transpose_b=True) / math.sqrt(q.shape[-1])   # (1, H, n, n)
+    return tf.matmul(tf.nn.softmax(scores, axis=-1), v)                  # (1, H, n, D)
+
+
+def torch_seconds(fn, args, min_run_time: float, first: float) -> float:
+    timer = benchmark.Timer(stmt="fn(*args)", globals={"fn": fn, "args": args}, num_threads=THREADS)
+    if first > min_run_time:                                     # a long call: one more, not a dozen
+        return timer.timeit(1).median
+    return timer.blocked_autorange(min_run_time=min_run_time).median
+
+
+def tf_seconds(fn, args, min_run_time: float, first: float) -> float:
+    if first > min_run_time:                                     # a long call: one more, not a dozen
+        start = time.perf_counter()
+        out = fn(*args)
+        (out[0] if isinstance(out, tuple) else out).numpy()
+        return time.perf_counter() - start
+    times, spent = [], 0.0
+    while len(times) < 3 or (spent < min_run_time and len(times) < 50):
+        start = time.perf_counter()
+        out = fn(*args)
+        (out[0] if isinstance(out, tuple) else out).numpy()      # eager ops are done; make sure
+        times.append(time.perf_counter() - start)
+        spent += times[-1]
+    return statistics.median(times)
+
+
+def first_call(meter: PeakMeter, framework: str, fn, args) -> tuple[int, float]:
+    """The warm-up call, measured: (the rise of the peak resident set during it, its seconds)."""
+    started, start = meter.start(framework), time.perf_counter()
+    out = fn(*args)
+    if framework == "tf":
+        (out[0] if isinstance(out, tuple) else out).numpy()
+    seconds = time.perf_counter() - start
+    rise = meter.stop(started)
+    del out
+    return rise, seconds
+
+
+def run(lengths, block: int, min_run_time: float) -> dict:
+    masters = {fw: load_namespace(master_path("06_efficiency", fw)) for fw in ("torch", "tf")}
+    methods = {
+        ("torch", "naive"): naive_torch,
+        ("torch", "tiled"): lambda q, k, v: masters["torch"]["flash_attention"](q, k, v, block_size=block),
+        ("torch", "sdpa"): F.scaled_dot_product_attention,
+        ("torch", "linear"): masters["torch"]["linear_attention"],
+        ("tf", "naive"): naive_tf,
+        ("tf", "tiled"): lambda q, k, v: masters["tf"]["flash_attention"](q, k, v, block_size=block),
+        ("tf", "linear"): masters["tf"]["linear_attention"],
+    }
+    meter = PeakMeter()
+    budget = available_bytes() // 2
+    rows, skipped = [], []
+    rng = np.random.default_rng(0)
+    for n in lengths:
+        arrays = [rng.standard_normal((1, HEADS, n, DIM)).astype(np.float32) for _ in range(3)]
+        inputs = {"torch": [torch.from_numpy(a) for a in arrays], "tf": [tf.constant(a) for a in arrays]}
+        naive_bytes = 2 * HEADS * n * n * 4                       # scores and weights, float32
+        for (framework, method), fn in methods.items():
+            if method == "naive" and naive_bytes > budget:
+                skipped.append((framework, n))
+                continue
+            args = inputs[framework]
+            with torch.no_grad():
+                peak, first = first_call(meter, framework, fn, args)
+                seconds = (torch_seconds if framework == "torch" else tf_seconds)(fn, args, min_run_time, first)
+            rows.append({"framework": framework, "method": method, "n": n, "seconds": seconds, "peak_bytes": peak})
+            print(f"n={n:6d}  {framework:5s} {method:6s} {seconds * 1000:10.1f} ms  {peak / 2**20:9.1f} MiB",
+                  flush=True)
+    return {"heads": HEADS, "dim": DIM, "block": block, "threads": THREADS, "lengths": list(lengths),
+            "rows": rows, "skipped_naive": skipped, "exact_peak": meter.exact,
+            "torch": torch.__version__, "tensorflow": tf.__version__}
+
+
+def ratios(result: dict) -> list[str]:
+    by = {(r["framework"], r["method"], r["n"]): r for r in result["rows"]}
+    lines = ["", "ratios (throughput against PyTorch SDPA = SDPA time / method time; memory against naive, same framework)",
+             f"{'n':>6}  " + "  ".join(f"{name:>14}" for name in
+                                       ("torch naive", "torch tiled", "torch linear", "tf naive", "tf tiled", "tf linear"))]
+    for n in result["lengths"]:
+        sdpa = by.get(("torch", "sdpa", n))
+        cells = []
+        for framework, method in (("torch", "naive"), ("torch", "tiled"), ("torch", "linear"),
+                                  ("tf", "naive"), ("tf", "tiled"), ("tf", "linear")):
+            row = by.get((framework, method, n))
+            cells.append(f"{sdpa['seconds'] / row['seconds']:13.2f}x" if row and sdpa else f"{'skipped':>14}")
+        lines.append(f"{n:6d}  " + "  ".join(cells))
+    lines.append("memory of tiled / naive:  " + ", ".join(
+        f"n={n} torch {by[('torch', 'tiled', n)]['peak_bytes'] / by[('torch', 'naive', n)]['peak_bytes']:.3f}"
+        f" tf {by[('tf', 'tiled', n)]['peak_bytes'] / by[('tf', 'naive', n)]['peak_bytes']:.3f}"
+        for n in result["lengths"] if ("torch", "naive", n) in by and ("tf", "naive", n) in by))
+    for framework, n in result["skipped_naive"]:
+        lines.append(f"naive {framework} skipped at n={n}: its two (H, n, n) float32 matrices "
+                     f"({2 * HEADS * n * n * 4 / 2**30:.1f} GiB) exceed half the available memory")
+    return lines
+
+
+def goals(result: dict, n: int = 4096) -> list[str]:
+    by = {(r["framework"], r["method"], r["n"]): r for r in result["rows"]}
+    need = [("torch", "tiled"), ("torch", "sdpa"), ("torch", "naive"), ("tf", "tiled"), ("tf", "naive")]
+    if any((fw, m, n) not in by for fw, m in need):
+        return [f"goals: not checked (n={n} was not measured for every method)"]
+    torch_speed = by[("torch", "sdpa", n)]["seconds"] / by[("torch", "tiled", n)]["seconds"]
+    torch_memory = by[("torch", "tiled", n)]["peak_bytes"] / by[("torch", "naive", n)]["peak_bytes"]
+    tf_speed = by[("tf", "naive", n)]["seconds"] / by[("tf", "tiled", n)]["seconds"]
+    tf_memory = by[("tf", "tiled", n)]["peak_bytes"] / by[("tf", "naive", n)]["peak_bytes"]
+    verdict = lambda ok: "met" if ok else "NOT met"   # noqa: E731
+    return ["", f"goals at n={n}:",
+            f"  PyTorch tiled throughput / SDPA's  = {torch_speed:.2f} (goal >= 0.8: {verdict(torch_speed >= 0.8)})",
+            f"  PyTorch tiled memory / naive's     = {torch_memory:.3f} (goal <= 0.125: {verdict(torch_memory <= 0.125)})",
+            f"  TensorFlow naive time / tiled time = {tf_speed:.2f} (goal >= 1: {verdict(tf_speed >= 1)})",
+            f"  TensorFlow tiled memory / naive's  = {tf_memory:.3f} (goal <= 0.125: {verdict(tf_memory <= 0.125)})"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lengths", type=int, nargs="+", default=list(LENGTHS))
+    parser.add_argument("--block", type=int, default=512, help="the tiled reference's block size")
+    parser.add_argument("--min-run-time", type=float, default=0.5, help="seconds of timing per method and n")
+    parser.add_argument("--out", type=Path, help="also write the results as JSON (the chapter plots such a file)")
+    parser.add_argument("--threads", type=int, default=THREADS, help="threads for both frameworks (default: all cores)")
+    args = parser.parse_args()
+    set_threads(args.threads)
+    started = time.perf_counter()
+    print(f"attention, batch 1, H={HEADS}, D={DIM}, float32, {THREADS} threads, tiled block {args.block}; "
+          f"torch {torch.__version__}, tensorflow {tf.__version__}", flush=True)
+    result = run(args.lengths, args.block, args.min_run_time)
+    result["seconds"] = time.perf_counter() - started
+    result["load_average"] = os.getloadavg()
+    for line in ratios(result) + goals(result):
+        print(line)
+    print(f"\n{result['seconds']:.0f} s in all; load average at the end {result['load_average'][0]:.1f} "
+          f"(other work on the machine slows everything and blurs the ratios)")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
