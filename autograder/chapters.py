@@ -236,7 +236,14 @@ _CHAPTERS = (
         ("attention_entropy", ("entropy", "Categorical")),
     )),
     Chapter("04_code", "Attention in code: layers and blocks"),
-    Chapter("05_applications", "Applications"),
+    Chapter("05_applications", "Applications", exercises=(
+        "image_to_patches",
+        "target_attention",
+        "train_aspect_sentiment",
+    # train_aspect_sentiment trains a model in each of its four checks (~5 s each on 2 cores, each
+    # check's own `seconds=60`): the whole notebook needs more than the default 300 s when the
+    # grading machine is busy
+    ), limits=Limits(submission_seconds=480.0), seed=5),
     Chapter("06_efficiency", "Efficient attention"),
     Chapter("07_outlook", "Outlook"),
 )
