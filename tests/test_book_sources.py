@@ -222,8 +222,9 @@ CONTRACT_EXERCISES = {
         "logsumexp", "softmax_jacobian", "attention_backward", "sinusoidal_positional_encoding",
         "attention_cost", "attention_entropy",
     },
+    "05_applications": {"image_to_patches", "target_attention", "train_aspect_sentiment"},
 }
-TAUGHT_CHAPTERS = ["01_background", "02_principles", "03_math"]   # written to the second edition's page rules
+TAUGHT_CHAPTERS = ["01_background", "02_principles", "03_math", "05_applications"]   # written to the second edition's page rules
 TAUGHT_PAGES = [page for slug in TAUGHT_CHAPTERS for page in sorted((CHAPTERS / slug).glob("*.md"))]
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from book.diagrams import ch01, ch02, ch03
+from book.diagrams import ch01, ch02, ch03, ch05
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = {"ch01": ch01, "ch02": ch02, "ch03": ch03}
+SCRIPTS = {"ch01": ch01, "ch02": ch02, "ch03": ch03, "ch05": ch05}
 FIGURES = [(script, name) for script, module in SCRIPTS.items() for name in sorted(module.DIAGRAMS)]
 METADATA = re.compile(r"<metadata>.*?</metadata>", re.DOTALL)   # matplotlib's version and the like
 # Anything that would make a browser fetch something: links, embedded images, fonts.

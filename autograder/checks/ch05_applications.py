@@ -187,5 +187,5 @@ def test_train_hidden_accuracy(student, oracle, rng):
 
 @check("train_aspect_sentiment", points=1, seconds=TRAIN_SECONDS)
 def test_train_padding_holds_other_tokens(student, oracle, rng):
-    """reaches 90% when the padding holds random words, aspects included: the mask must be used"""
-    _accuracy(student, oracle, rng, garbage_padding=True, what="reviews whose padding holds other words")
+    """reaches 90% when the padding holds phrases about the aspects: the mask must be used"""
+    _accuracy(student, oracle, rng, garbage_padding=True, what="reviews whose padding holds other phrases")
