@@ -221,3 +221,9 @@ class Stopwatch:
         import time
         self.seconds = time.perf_counter() - self._start
         return False
+
+
+# Keras warns when a subclassed model is built by its first call, which is how the pages build them.
+import warnings  # noqa: E402
+
+warnings.filterwarnings("ignore", message=r".*does not have a `build\(\)` method implemented.*")

@@ -72,8 +72,8 @@ def aspect_corpus(rng, n: int, min_len: int = 30, max_len: int = MAX_LEN, garbag
     1 when the phrase about the asked aspect is positive (good, or not bad). Every aspect's phrase is
     there, so the words good, bad and not say nothing by themselves: the model must find the phrase
     of the asked aspect. Positions past a review's length are padding (`mask` False), filled with
-    PAD, or, when `garbage_padding`, with phrases about random aspects (`aspect good`, `aspect not bad`,
-    `aspect bad bad`, ...) that a model reading the padding would take for the review's.
+    PAD, or, when `garbage_padding`, with more review text (filler and phrases about random aspects, the
+    asked one included) that only the mask tells apart from the review.
     """
     tokens = np.zeros((n, max_len), np.int64)
     mask = np.zeros((n, max_len), bool)
@@ -93,10 +93,12 @@ def aspect_corpus(rng, n: int, min_len: int = 30, max_len: int = MAX_LEN, garbag
                 labels[i] = int(good != negated)
         tokens[i, :length] = review
         mask[i, :length] = True
-        if garbage_padding:                               # well-formed phrases, the asked aspect's too
+        if garbage_padding:           # more review text: filler and phrases, the asked aspect's too
             tokens[i, length:] = rng.integers(ASPECTS[-1] + 1, VOCAB, max_len - length)
-            for slot in range(length, max_len - 2, 3):
-                tokens[i, slot:slot + 3] = [rng.choice(ASPECTS), rng.choice((NOT, GOOD, BAD)), rng.choice((GOOD, BAD))]
+            for slot in range(length + 1, max_len - 3, 4):
+                negated, good = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
+                phrase = [ASPECTS[int(rng.integers(len(ASPECTS)))]] + ([NOT] if negated else []) + [GOOD if good else BAD]
+                tokens[i, slot:slot + len(phrase)] = phrase
     return tokens, mask, labels
 
 
