@@ -22,6 +22,7 @@ import torch  # noqa: E402
 
 from autograder.notebooks import load_namespace, master_path
 from autograder.oracle import ch05_applications as oracle
+from autograder.checks.ch05_applications import aspect_corpus
 
 pytestmark = pytest.mark.xdist_group("frameworks")
 
@@ -124,7 +125,7 @@ WORDS = {oracle.NOT: "not", oracle.GOOD: "good", oracle.BAD: "bad",
 
 def test_aspect_corpus_holds_one_phrase_per_aspect_and_the_rule_reads_it():
     for garbage in (False, True):
-        tokens, mask, labels = oracle.aspect_corpus(np.random.default_rng(5), 400, garbage_padding=garbage)
+        tokens, mask, labels = aspect_corpus(np.random.default_rng(5), 400, garbage_padding=garbage)
         assert abs(labels.mean() - 0.5) < 0.08
         np.testing.assert_array_equal(oracle.aspect_rule(tokens, mask), labels)
         for review, keep, label in zip(tokens, mask, labels):

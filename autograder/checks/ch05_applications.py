@@ -135,6 +135,52 @@ def test_target_attention_leading_dims(student, oracle, rng):
 
 # --- train_aspect_sentiment ----------------------------------------------------------------------
 
+PAD, NOT, GOOD, BAD = 0, 1, 2, 3
+ASPECTS = (4, 5, 6, 7)          # four aspects ("food", "service", "price", "room")
+VOCAB = 40                      # 8 .. 39: filler words
+MAX_LEN = 60
+
+
+def aspect_corpus(rng, n: int, min_len: int = 30, max_len: int = MAX_LEN, garbage_padding: bool = False):
+    """`(tokens (n, max_len) int64, mask (n, max_len) bool, labels (n,) int64)`.
+
+    A review: token 0 names the aspect asked about; the body is filler with one phrase per aspect at
+    random places: `aspect good`, `aspect bad`, `aspect not good` or `aspect not bad`. The label is
+    1 when the phrase about the asked aspect is positive (good, or not bad). Every aspect's phrase is
+    there, so the words good, bad and not say nothing by themselves: the model must find the phrase
+    of the asked aspect. Positions past a review's length are padding (`mask` False), filled with
+    PAD, or, when `garbage_padding`, with more review text (filler and phrases about random aspects, the
+    asked one included) that only the mask tells apart from the review.
+    """
+    tokens = np.zeros((n, max_len), np.int64)
+    mask = np.zeros((n, max_len), bool)
+    labels = np.zeros(n, np.int64)
+    for i in range(n):
+        length = int(rng.integers(min_len, max_len + 1))
+        review = rng.integers(ASPECTS[-1] + 1, VOCAB, length)
+        asked = int(rng.integers(len(ASPECTS)))
+        review[0] = ASPECTS[asked]
+        # one phrase per aspect, in 4-token slots that never overlap
+        slots = np.sort(rng.choice((length - 1) // 4, len(ASPECTS), replace=False)) * 4 + 1
+        for slot, aspect in zip(slots, rng.permutation(len(ASPECTS))):
+            negated, good = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
+            phrase = [ASPECTS[aspect]] + ([NOT] if negated else []) + [GOOD if good else BAD]
+            review[slot:slot + len(phrase)] = phrase
+            if aspect == asked:
+                labels[i] = int(good != negated)
+        tokens[i, :length] = review
+        mask[i, :length] = True
+        if garbage_padding:           # more review text: filler and phrases, the asked aspect's too
+            tokens[i, length:] = rng.integers(ASPECTS[-1] + 1, VOCAB, max_len - length)
+            for slot in range(length + 1, max_len - 3, 4):
+                negated, good = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
+                phrase = [ASPECTS[int(rng.integers(len(ASPECTS)))]] + ([NOT] if negated else []) + [GOOD if good else BAD]
+                tokens[i, slot:slot + len(phrase)] = phrase
+    return tokens, mask, labels
+
+
+
+
 TARGET_ACCURACY = 0.9
 TRAIN_SECONDS = 60          # one training call: the reference takes ~5 s on 2 cores
 TRAIN_HINT = ("attend from the asked aspect (token 0) over the review: a query from its embedding, "
@@ -155,8 +201,8 @@ def _labels(got, n: int) -> np.ndarray:
 
 
 def _accuracy(student, oracle, rng, n_train=3000, n_test=1000, garbage_padding=False, what="test reviews"):
-    train = oracle.aspect_corpus(rng, n_train, garbage_padding=garbage_padding)
-    test_tokens, test_mask, _ = oracle.aspect_corpus(rng, n_test, garbage_padding=garbage_padding)
+    train = aspect_corpus(rng, n_train, garbage_padding=garbage_padding)
+    test_tokens, test_mask, _ = aspect_corpus(rng, n_test, garbage_padding=garbage_padding)
     got = _labels(student.train_aspect_sentiment(*train, test_tokens, test_mask), n_test)
     want = oracle.train_aspect_sentiment(*train, test_tokens, test_mask)
     accuracy = float((got == want).mean())
@@ -168,8 +214,8 @@ def _accuracy(student, oracle, rng, n_train=3000, n_test=1000, garbage_padding=F
 @check("train_aspect_sentiment", points=1, public=True, seconds=TRAIN_SECONDS)
 def test_train_returns_labels(student, oracle, rng):
     """returns one label, 0 or 1, per test review (a small training set)"""
-    train = oracle.aspect_corpus(rng, 200)
-    test_tokens, test_mask, _ = oracle.aspect_corpus(rng, 50)
+    train = aspect_corpus(rng, 200)
+    test_tokens, test_mask, _ = aspect_corpus(rng, 50)
     _labels(student.train_aspect_sentiment(*train, test_tokens, test_mask), 50)
 
 

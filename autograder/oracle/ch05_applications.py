@@ -10,9 +10,10 @@ Each function follows `../shared/CONTRACT.md` ("05_applications"):
   student's function trains a classifier; here the *rule* that made the labels, read off the
   tokens, is the reference: the sentiment of the phrase about the aspect named by the first token.
 
-`aspect_corpus` generates that task's data. It lives here, on the trusted side, because the checks
-draw hidden data with it from a seed the student never sees; the book's pages have their own
-generators (`book/applications.py`).
+That task's data come from `aspect_corpus` in `autograder/checks/ch05_applications.py`: the checks
+draw hidden data with it from a seed the student never sees (the public checks too, which the
+release bundles without the oracle); the book's pages have their own generators
+(`book/applications.py`).
 """
 from __future__ import annotations
 
@@ -58,48 +59,9 @@ def target_attention(target, history, mask=None):
 
 # --- the aspect-sentiment corpus and its rule ---------------------------------------------------
 
-PAD, NOT, GOOD, BAD = 0, 1, 2, 3
-ASPECTS = (4, 5, 6, 7)          # four aspects ("food", "service", "price", "room")
-VOCAB = 40                      # 8 .. 39: filler words
-MAX_LEN = 60
-
-
-def aspect_corpus(rng, n: int, min_len: int = 30, max_len: int = MAX_LEN, garbage_padding: bool = False):
-    """`(tokens (n, max_len) int64, mask (n, max_len) bool, labels (n,) int64)`.
-
-    A review: token 0 names the aspect asked about; the body is filler with one phrase per aspect at
-    random places: `aspect good`, `aspect bad`, `aspect not good` or `aspect not bad`. The label is
-    1 when the phrase about the asked aspect is positive (good, or not bad). Every aspect's phrase is
-    there, so the words good, bad and not say nothing by themselves: the model must find the phrase
-    of the asked aspect. Positions past a review's length are padding (`mask` False), filled with
-    PAD, or, when `garbage_padding`, with more review text (filler and phrases about random aspects, the
-    asked one included) that only the mask tells apart from the review.
-    """
-    tokens = np.zeros((n, max_len), np.int64)
-    mask = np.zeros((n, max_len), bool)
-    labels = np.zeros(n, np.int64)
-    for i in range(n):
-        length = int(rng.integers(min_len, max_len + 1))
-        review = rng.integers(ASPECTS[-1] + 1, VOCAB, length)
-        asked = int(rng.integers(len(ASPECTS)))
-        review[0] = ASPECTS[asked]
-        # one phrase per aspect, in 4-token slots that never overlap
-        slots = np.sort(rng.choice((length - 1) // 4, len(ASPECTS), replace=False)) * 4 + 1
-        for slot, aspect in zip(slots, rng.permutation(len(ASPECTS))):
-            negated, good = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
-            phrase = [ASPECTS[aspect]] + ([NOT] if negated else []) + [GOOD if good else BAD]
-            review[slot:slot + len(phrase)] = phrase
-            if aspect == asked:
-                labels[i] = int(good != negated)
-        tokens[i, :length] = review
-        mask[i, :length] = True
-        if garbage_padding:           # more review text: filler and phrases, the asked aspect's too
-            tokens[i, length:] = rng.integers(ASPECTS[-1] + 1, VOCAB, max_len - length)
-            for slot in range(length + 1, max_len - 3, 4):
-                negated, good = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
-                phrase = [ASPECTS[int(rng.integers(len(ASPECTS)))]] + ([NOT] if negated else []) + [GOOD if good else BAD]
-                tokens[i, slot:slot + len(phrase)] = phrase
-    return tokens, mask, labels
+PAD, NOT, GOOD, BAD = 0, 1, 2, 3     # the corpus's token ids (its generator, `aspect_corpus`, is in
+ASPECTS = (4, 5, 6, 7)               # the checks module: public checks draw with it, and the release
+                                     # bundles public checks' code but never the oracle)
 
 
 def aspect_rule(tokens, mask) -> np.ndarray:
