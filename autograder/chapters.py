@@ -257,7 +257,18 @@ _CHAPTERS = (
         "TransformerEncoderBlock",
         "TransformerDecoderBlock",
     ), seed=4),
-    Chapter("05_applications", "Applications"),
+    Chapter("05_applications", "Applications", exercises=(
+        "image_to_patches",
+        "target_attention",
+        "train_aspect_sentiment",
+    ),
+        # its job is a trained model, not a mechanism: nn.MultiheadAttention or Keras' attention
+        # layers are fair bricks there (chapters 02 and 04 graded the mechanisms themselves)
+        builtins_allowed=("train_aspect_sentiment",),
+        # train_aspect_sentiment trains a model in each of its four checks (~5 s each on 2 cores, each
+        # check's own `seconds=60`): the whole notebook needs more than the default 300 s when the
+        # grading machine is busy
+        limits=Limits(submission_seconds=480.0), seed=5),
     Chapter("06_efficiency", "Efficient attention", exercises=(
         "merge_softmax_stats",
         "flash_attention",

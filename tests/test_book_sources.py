@@ -226,12 +226,13 @@ CONTRACT_EXERCISES = {
         "split_heads", "merge_heads", "MultiHeadAttention", "AdditiveAttention", "TransformerEncoderBlock",
         "TransformerDecoderBlock",
     },
+    "05_applications": {"image_to_patches", "target_attention", "train_aspect_sentiment"},
     "06_efficiency": {
         "merge_softmax_stats", "flash_attention", "sliding_window_mask", "linear_attention", "decode_step",
         "grouped_query_attention",
     },
 }
-TAUGHT_CHAPTERS = ["01_background", "02_principles", "03_math", "04_code", "06_efficiency"]   # written to the second edition's page rules
+TAUGHT_CHAPTERS = ["01_background", "02_principles", "03_math", "04_code", "05_applications", "06_efficiency"]   # written to the second edition's page rules
 TAUGHT_PAGES = [page for slug in TAUGHT_CHAPTERS for page in sorted((CHAPTERS / slug).glob("*.md"))]
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from book.diagrams import ch01, ch02, ch03, ch04, ch06
+from book.diagrams import ch01, ch02, ch03, ch04, ch05, ch06
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = {"ch01": ch01, "ch02": ch02, "ch03": ch03, "ch04": ch04, "ch06": ch06}
+SCRIPTS = {"ch01": ch01, "ch02": ch02, "ch03": ch03, "ch04": ch04, "ch05": ch05, "ch06": ch06}
 FIGURES = [(script, name) for script, module in SCRIPTS.items() for name in sorted(module.DIAGRAMS)]
 METADATA = re.compile(r"<metadata>.*?</metadata>", re.DOTALL)   # matplotlib's version and the like
 # Anything that would make a browser fetch something: links, embedded images, fonts.
