@@ -47,12 +47,14 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap chromium >/dev/null; \
 	fi
 
+# One OpenMP thread per test process: two xdist workers on two cores, each with two OpenMP threads
+# that spin while they wait, ran small PyTorch operations up to 8x slower (chapter 05's training).
 test: system-deps book
-	$(PY) -m pytest -n 2 --dist loadfile -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile -q
 
 # The edit-test loop: no book build, no browser, no hostile gallery. CI runs `make test`.
 test-fast: system-deps venv
-	$(PY) -m pytest -n 2 --dist loadfile -q -m "not browser and not gallery"
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile -q -m "not browser and not gallery"
 
 # Jupyter refuses to run as root without --allow-root (containers and CI machines often are root).
 lab: $(INSTALLED)

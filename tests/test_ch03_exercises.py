@@ -21,7 +21,7 @@ with warnings.catch_warnings():   # its marks (exercise, points, public) are reg
     warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
     from autograder.checks import ch03_math  # noqa: F401  (registered before check_functions reads it)
 from autograder.chapters import chapter
-from autograder.checks.runner import LocalBackend, StudentProxy, run_checks
+from autograder.checks.runner import LocalBackend, StudentProxy
 from autograder.notebooks import load_namespace, student_path
 from autograder.sandbox import convert
 from autograder.session import _read_reply
@@ -38,13 +38,7 @@ checks_of, _master_namespace, namespace_with, failed_checks = shared.bound(CHAPT
 
 
 def _scores(namespace, framework, seed=0) -> dict[str, tuple[float, float]]:
-    results, _ = run_checks(CHAPTER, LocalBackend(dict(namespace), framework), framework, seed=seed)
-    scores: dict[str, list[float]] = {}
-    for r in results:
-        got = scores.setdefault(r.exercise, [0.0, 0.0])
-        got[0] += r.score
-        got[1] += r.max_score
-    return {e: tuple(s) for e, s in scores.items()}
+    return shared.exercise_scores(CHAPTER, namespace, framework, seed)
 
 
 def test_every_exercise_has_public_and_hidden_checks():

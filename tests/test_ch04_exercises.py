@@ -24,7 +24,6 @@ with warnings.catch_warnings():   # its marks (exercise, points, public) are reg
     warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
     from autograder.checks import ch04_code  # noqa: F401  (registered before check_functions reads it)
 from autograder.chapters import chapter
-from autograder.checks.runner import LocalBackend, run_checks
 from autograder.notebooks import load_namespace, student_path
 
 pytestmark = pytest.mark.xdist_group("frameworks")
@@ -37,15 +36,7 @@ checks_of, _master_namespace, namespace_with, failed_checks = shared.bound(CHAPT
 
 
 def _scores(namespace, framework, seed=0) -> dict[str, tuple[float, float]]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")   # Keras warns that a layer called with mask= does not support masking
-        results, _ = run_checks(CHAPTER, LocalBackend(dict(namespace), framework), framework, seed=seed)
-    scores: dict[str, list[float]] = {}
-    for r in results:
-        got = scores.setdefault(r.exercise, [0.0, 0.0])
-        got[0] += r.score
-        got[1] += r.max_score
-    return {e: tuple(s) for e, s in scores.items()}
+    return shared.exercise_scores(CHAPTER, namespace, framework, seed)
 
 
 def test_every_exercise_has_public_and_hidden_checks():

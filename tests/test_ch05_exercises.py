@@ -23,7 +23,6 @@ with warnings.catch_warnings():   # its marks (exercise, points, public) are reg
     warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
     from autograder.checks import ch05_applications  # noqa: F401
 from autograder.chapters import chapter
-from autograder.checks.runner import LocalBackend, run_checks
 from autograder.notebooks import load_namespace, student_path
 from autograder.oracle import ch05_applications as oracle
 from autograder.checks.ch05_applications import aspect_corpus
@@ -38,14 +37,8 @@ TRAINED = "train_aspect_sentiment"
 checks_of, _master_namespace, namespace_with, failed_checks = shared.bound(CHAPTER)
 
 
-def _scores(namespace, framework, seed=0, skip=()) -> dict[str, tuple[float, float]]:
-    results, _ = run_checks(CHAPTER, LocalBackend(dict(namespace), framework), framework, seed=seed)
-    scores: dict[str, list[float]] = {}
-    for r in results:
-        got = scores.setdefault(r.exercise, [0.0, 0.0])
-        got[0] += r.score
-        got[1] += r.max_score
-    return {e: tuple(s) for e, s in scores.items()}
+def _scores(namespace, framework, seed=0) -> dict[str, tuple[float, float]]:
+    return shared.exercise_scores(CHAPTER, namespace, framework, seed)
 
 
 def test_every_exercise_has_public_and_hidden_checks():

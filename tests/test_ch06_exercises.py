@@ -44,13 +44,7 @@ def _results(namespace, framework, seed=0):
     return results
 
 
-def _scores(results) -> dict[str, tuple[float, float]]:
-    scores: dict[str, list[float]] = {}
-    for r in results:
-        got = scores.setdefault(r.exercise, [0.0, 0.0])
-        got[0] += r.score
-        got[1] += r.max_score
-    return {e: tuple(s) for e, s in scores.items()}
+_scores = shared.per_exercise
 
 
 def test_every_exercise_has_public_and_hidden_checks():
