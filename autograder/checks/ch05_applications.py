@@ -26,9 +26,9 @@ PATCH_HINT = ("patch k is the k-th block of the grid read row by row (left to ri
 
 
 def _same_patches(student, oracle, images, p, what="patches"):
-    b, h, w, c = images.shape
+    count, height, width, depth = np.shape(images)   # what the patches of `images` must add up to
     got = student.image_to_patches(images, p)
-    assert_shape(got, (b, (h // p) * (w // p), p * p * c), what=what)
+    assert_shape(got, (count, (height // p) * (width // p), p * p * depth), what=what)
     assert_close_or_hint(got, oracle.image_to_patches(images, p), what, PATCH_HINT, atol=0, rtol=0)
 
 
@@ -155,7 +155,7 @@ def aspect_corpus(rng, n: int, min_len: int = 30, max_len: int = MAX_LEN, garbag
     tokens = np.zeros((n, max_len), np.int64)
     mask = np.zeros((n, max_len), bool)
     labels = np.zeros(n, np.int64)
-    for i in range(n):
+    for which in range(n):
         length = int(rng.integers(min_len, max_len + 1))
         review = rng.integers(ASPECTS[-1] + 1, VOCAB, length)
         asked = int(rng.integers(len(ASPECTS)))
@@ -167,15 +167,15 @@ def aspect_corpus(rng, n: int, min_len: int = 30, max_len: int = MAX_LEN, garbag
             phrase = [ASPECTS[aspect]] + ([NOT] if negated else []) + [GOOD if good else BAD]
             review[slot:slot + len(phrase)] = phrase
             if aspect == asked:
-                labels[i] = int(good != negated)
-        tokens[i, :length] = review
-        mask[i, :length] = True
+                labels[which] = int(good != negated)
+        tokens[which, :length] = review
+        mask[which, :length] = True
         if garbage_padding:           # more review text: filler and phrases, the asked aspect's too
-            tokens[i, length:] = rng.integers(ASPECTS[-1] + 1, VOCAB, max_len - length)
+            tokens[which, length:] = rng.integers(ASPECTS[-1] + 1, VOCAB, max_len - length)
             for slot in range(length + 1, max_len - 3, 4):
                 negated, good = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
                 phrase = [ASPECTS[int(rng.integers(len(ASPECTS)))]] + ([NOT] if negated else []) + [GOOD if good else BAD]
-                tokens[i, slot:slot + len(phrase)] = phrase
+                tokens[which, slot:slot + len(phrase)] = phrase
     return tokens, mask, labels
 
 
@@ -220,7 +220,7 @@ def test_train_returns_labels(student, oracle, rng):
 
 
 @check("train_aspect_sentiment", points=1, public=True, seconds=TRAIN_SECONDS)
-def test_train_public_accuracy(student, oracle, rng):
+def test_train_accuracy_on_the_notebooks_reviews(student, oracle, rng):
     """reaches 90% accuracy on 1000 new reviews after training on 3000 (the notebook's data)"""
     _accuracy(student, oracle, np.random.default_rng(2026))
 
