@@ -49,8 +49,9 @@ system-deps:
 
 # One OpenMP thread per test process: two xdist workers on two cores, each with two OpenMP threads
 # that spin while they wait, ran small PyTorch operations up to 8x slower (chapter 05's training).
+# The 15 slowest tests are listed at the end: the suite must stay within its budget (25 min with the book).
 test: system-deps book
-	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile -q --durations=15
 
 # The edit-test loop: no book build, no browser, no hostile gallery. CI runs `make test`.
 test-fast: system-deps venv
