@@ -242,12 +242,15 @@ if _in_a_kernel():
 
 # --- chapter 06 ---
 # Measuring any framework's memory, and reading the benchmark's committed results.
-def peak_rise_bytes(run):
+def peak_rise_bytes(run, repeats=2):
     """The rise of this process's peak resident memory during `run()`, in bytes, whatever allocated
     it (PyTorch, TensorFlow, NumPy): Linux's VmHWM after resetting it with /proc/self/clear_refs,
     as the grader measures one call (autograder/sandbox/peak.py). Large blocks are mapped, not
     taken from the heap, and freed heap is given back first (malloc_trim), so that memory an
-    earlier cell freed is not reused unseen."""
+    earlier cell freed is not reused unseen. The smallest rise of `repeats` calls: what disturbs
+    the measure only adds (library code paged in by a first call, a thread's new malloc arena on a
+    busy machine): measured once, the tiling page's loop at n = 4096 rose by 13 MiB in one build
+    and by about 18 MiB in another."""
     import ctypes
 
     from autograder.sandbox.peak import PeakMeter
@@ -257,15 +260,18 @@ def peak_rise_bytes(run):
         # as the grader's workers: blocks of 1 MiB and more are mapped and unmapped, never kept in
         # the heap (glibc's M_MMAP_THRESHOLD = -3; setting it also stops glibc raising it on its own)
         libc.mallopt(-3, 1 << 20)
-        libc.malloc_trim(0)
     except (OSError, AttributeError):
-        pass
+        libc = None
     meter = PeakMeter()
-    started = meter.start("torch")          # "torch": the resident set only (no allocator statistics)
-    result = run()
-    rise = meter.stop(started)
-    del result
-    return rise
+    rises = []
+    for _ in range(repeats):
+        if libc is not None:
+            libc.malloc_trim(0)
+        started = meter.start("torch")      # "torch": the resident set only (no allocator statistics)
+        result = run()
+        rises.append(meter.stop(started))
+        del result
+    return min(rises)
 
 
 BENCHMARK_RESULTS = "benchmarks/results/attention.json"
