@@ -3,8 +3,9 @@ its pages share. NumPy only: the pages turn the arrays into tensors of either fr
 
 - `date_pairs`: human-written dates in ten formats and their ISO forms (translation);
 - `encode_chars`: character ids, padded, for the date strings;
-- `review_corpus`: sentences of filler words with one deciding phrase, negation included
-  (text classification), and `tokenize`, `build_vocabulary`, `encode_padded` (its preprocessing);
+- `review_corpus`: long reviews of filler words in which one phrase about the film decides the
+  label, among phrases about other things, negation included (text classification), and
+  `tokenize`, `build_vocabulary`, `encode_padded` (its preprocessing);
 - `digits_split`: scikit-learn's bundled 8x8 digits, scaled to [0, 1], split train/test;
 - `click_logs`: users with latent interests, their click histories and candidate items
   (recommendation);
@@ -89,29 +90,31 @@ def encode_chars(strings, alphabet, length, start=None):
 
 
 # --- text -----------------------------------------------------------------------------------------
-FILLER = ("the a this that movie film plot actor actors scene scenes story music ending camera was is "
+FILLER = ("the a this that movie plot actor actors scene scenes story music ending camera was is "
           "were it i we they saw watched felt thought with and but of in on at for about really quite "
           "very long short old new cast director script").split()
+OTHER_SUBJECTS = "popcorn seats parking tickets snacks weather".split()
 
 
-def review_corpus(rng, n, min_words=40, max_words=80, stray_nots=2):
-    """n (text, label) reviews: filler words with one deciding phrase at a random place, 'good',
-    'bad', 'not good' or 'not bad' (label 1 for good and not bad), and up to `stray_nots` extra
-    'not's elsewhere, never before the deciding word, so that counting words cannot find the
-    negation."""
+def review_corpus(rng, n, min_words=80, max_words=120, distractors=6):
+    """n (text, label) reviews: filler words with `1 + distractors` short phrases at random places,
+    each a subject then 'good', 'bad', 'not good' or 'not bad'. Exactly one phrase is about the
+    'film' (the word appears nowhere else) and decides the label: 1 for 'film good' and 'film not
+    bad'. The others are about something else ('popcorn not good', 'seats bad', ...) and decide
+    nothing, so the words good, bad and not are no clue by themselves. Phrases sit in 4-word slots
+    that never overlap."""
     texts, labels = [], []
     for _ in range(n):
         words = list(rng.choice(FILLER, int(rng.integers(min_words, max_words + 1))))
-        where = int(rng.integers(1, len(words) - 1))
-        good, negated = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
-        words[where] = "good" if good else "bad"
-        if negated:
-            words[where - 1] = "not"
-        for j in rng.choice(len(words), int(rng.integers(0, stray_nots + 1)), replace=False):
-            if j not in (where - 1, where, where + 1):      # never 'not good' by accident, nor 'good not'
-                words[j] = "not"
+        slots = rng.choice((len(words) - 1) // 4, 1 + distractors, replace=False) * 4 + 1
+        for k, slot in enumerate(slots):                     # slot 0 holds the deciding phrase
+            good, negated = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
+            subject = "film" if k == 0 else str(rng.choice(OTHER_SUBJECTS))
+            phrase = [subject] + (["not"] if negated else []) + ["good" if good else "bad"]
+            words[slot:slot + len(phrase)] = phrase
+            if k == 0:
+                labels.append(int(good != negated))
         texts.append(" ".join(words).capitalize() + ".")
-        labels.append(int(good != negated))
     return texts, np.array(labels, np.int64)
 
 
