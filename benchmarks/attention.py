@@ -6,11 +6,17 @@ One batch, H = 8 heads, D = 64, float32, non-causal self-attention, n = 512 ... 
 the machine's cores (passed explicitly: torch.utils.benchmark.Timer defaults to one thread):
 - naive:  softmax(Q K^T / sqrt(D)) V, the (H, n, n) matrix materialised (PyTorch and TensorFlow);
 - tiled:  the course's reference `flash_attention`, loaded from chapter 06's masters (PyTorch and
-          TensorFlow), with --block (PyTorch) or --tf-block (TensorFlow) keys and queries per tile:
-          the sizes measured fastest here (PyTorch 256: a tile of 8 heads stays near the cache;
-          TensorFlow 512: fewer eager operations). TensorFlow runs eagerly: as a tf.function graph
-          the unrolled loop's score tiles do not depend on one another, so the graph computes them
-          side by side and the memory saving is lost (measured: 481 MiB against naive's 532 MiB);
+          TensorFlow), with --block (PyTorch) or --tf-block (TensorFlow) keys per tile; the masters
+          take queries 512 at a time. Each row's softmax is kept relative to a running shift that
+          rides in the score matmul as one more column ([q/sqrt(D), -c] . [k, 1] = s - c) and moves
+          only on a query block's first key block or when a block's row sum outgrows 2^20, so most
+          tiles cost two matmuls, one exp and one row sum: no row maximum, no subtraction, no
+          rescaling (the earlier reference, with all of those per tile, ran at 0.57-0.60x SDPA).
+          Block sizes measured fastest here: PyTorch 256 keys (a (512, 256) tile of 8 heads stays
+          near the cache), TensorFlow 512 (fewer eager operations). TensorFlow runs eagerly: as a
+          tf.function graph the unrolled loop's score tiles do not depend on one another, so the
+          graph computes them side by side and the memory saving is lost (measured with the earlier
+          reference: 481 MiB against naive's 532 MiB);
 - sdpa:   torch.nn.functional.scaled_dot_product_attention (PyTorch's fused CPU kernel);
 - linear: the masters' `linear_attention` (elu + 1 feature map), a different model, timed for
           its O(n) cost.
@@ -47,7 +53,7 @@ def fix_mmap_threshold() -> None:
     """From now on, glibc gives blocks of 1 MiB and more back to the system when they are freed, so a
     call's peak resident set is what it held, not what earlier calls left in a fragmented heap. Only
     for measuring memory: it costs the tiled loops, which allocate a tile per step, an mmap and page
-    faults per tile (measured: PyTorch's tiled reference at n = 4096 ran at 0.33x SDPA with it,
+    faults per tile (measured with the earlier tiled reference at n = 4096: 0.33x SDPA with it,
     0.60x without)."""
     import ctypes
 
