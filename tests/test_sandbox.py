@@ -120,7 +120,9 @@ def test_a_reply_that_is_not_plain_data_is_refused():
 
 def test_with_isolation_off_or_no_cgroups_it_still_runs_with_rlimits(monkeypatch):
     monkeypatch.setattr(workers._Cgroup, "__init__", lambda self, limits: setattr(self, "dirs", []))
-    box = Sandbox("torch", Limits(call_seconds=10, submission_memory_bytes=1 << 30), workers.NONE)
+    # 20 s a call: the hog must reach the memory limit before the time limit; in one fresh run of
+    # the whole suite (load up to 8) 10 s were not enough
+    box = Sandbox("torch", Limits(call_seconds=20, submission_memory_bytes=1 << 30), workers.NONE)
     try:
         assert box.isolation == workers.NONE and not box.cgroup.dirs
         runner = run(box, "import torch\ndef f(x):\n    return x * 3", "def slow(x):\n    while True: pass",

@@ -70,9 +70,11 @@ def _bundle(record: Chapter, public: list) -> Bundle:
 
 
 def _fixtures(namespace: dict, framework: str, oracle, seed: int) -> dict:
-    from autograder.checks.runner import LocalBackend, StudentProxy
+    from autograder.checks.runner import CallLimits, LocalBackend, StudentProxy
 
-    student = StudentProxy(LocalBackend(namespace, framework), framework, lambda names: None)
+    # seeded calls, as the grader's: a check that trains (chapter 05) must not depend on whatever
+    # the process drew before it
+    student = StudentProxy(LocalBackend(namespace, framework), framework, lambda names: None, CallLimits(seed=seed))
     return {"student": student, "oracle": oracle, "rng": np.random.default_rng(seed), "framework": framework}
 
 

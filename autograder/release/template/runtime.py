@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from course_checks import untrusted
-from course_checks.checks.runner import MAX_OUTPUT, MAX_OUTPUT_LINES, LocalBackend, StudentProxy, _message
+from course_checks.checks.runner import MAX_OUTPUT, MAX_OUTPUT_LINES, CallLimits, LocalBackend, StudentProxy, _message
 from course_checks.replay import ReplayOracle, Store, run_check
 from course_checks.results import CheckResult
 from course_checks.student import Checker as _Checker
@@ -39,7 +39,8 @@ class Checker(_Checker):
         for entry in self.manifest["checks"]:
             if entry["exercise"] != exercise:
                 continue
-            student = StudentProxy(LocalBackend(namespace, self.framework), self.framework, lambda names: None)
+            student = StudentProxy(LocalBackend(namespace, self.framework), self.framework, lambda names: None,
+                                   CallLimits(seed=entry["seed"]))   # seeded calls, as in the release's own run
             fixtures = {"student": student, "oracle": oracle, "rng": np.random.default_rng(entry["seed"]),
                         "framework": self.framework}
             failure = run_check(getattr(self.checks, entry["function"]), fixtures)
