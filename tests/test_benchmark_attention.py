@@ -24,5 +24,41 @@ def test_the_attention_benchmark_runs_and_writes_every_method(tmp_path):
         ("tf", m) for m in ("naive", "tiled", "linear")}
     assert {r["n"] for r in result["rows"]} == {128, 256}
     assert all(r["seconds"] > 0 for r in result["rows"])
-    assert result["block"] == 256 and result["tf_block"] == 512
+    assert result["block"] == 256 and result["tf_block"] == 256
+    assert result["paired"] == {}                  # the side-by-side rounds run only where n = 4096 is measured
     assert "goals: not checked (n=4096 was not measured for every method)" in run.stdout
+
+
+def _benchmark_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("attention_benchmark", ROOT / "benchmarks" / "attention.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_goals_speed_ratios_alternate_tiled_and_reference_calls():
+    bench = _benchmark_module()
+    calls = []
+    methods = {(fw, m): (lambda *args, fw=fw, m=m: calls.append((fw, m)) or args[0])
+               for fw in ("torch", "tf") for m in ("naive", "tiled", "sdpa")}
+    bench.finish = lambda framework, out: None
+    paired = bench.paired_ratios(methods, lambda n: {"torch": [1, 2, 3], "tf": [1, 2, 3]})
+    assert set(paired) == {"torch", "tf"} and all(len(r) == bench.PAIRED_ROUNDS for r in paired.values())
+    rounds = bench.PAIRED_ROUNDS
+    assert calls == [("torch", "tiled"), ("torch", "sdpa")] * rounds + [("tf", "tiled"), ("tf", "naive")] * rounds
+
+
+def test_the_goals_use_the_side_by_side_medians_when_there_are_any():
+    bench = _benchmark_module()
+    rows = [{"framework": fw, "method": m, "n": 4096, "seconds": s, "peak_bytes": b}
+            for fw, m, s, b in (("torch", "naive", 0.6, 1000), ("torch", "tiled", 0.2, 50), ("torch", "sdpa", 0.17, 9),
+                                ("tf", "naive", 0.8, 1000), ("tf", "tiled", 0.9, 200))]
+    from_sweep = "\n".join(bench.goals({"rows": rows}))
+    assert "= 0.85 (goal >= 0.8: met, from the sweep)" in from_sweep          # 0.17 / 0.2
+    assert "= 0.89 (goal >= 1: NOT met, from the sweep)" in from_sweep        # 0.8 / 0.9
+    assert "= 0.200 (goal <= 0.125: NOT met)" in from_sweep                   # tf memory 200 / 1000
+    paired = {"torch": [0.75, 0.78, 0.75, 0.82, 0.81, 0.79, 0.85], "tf": [1.1, 1.2, 1.3, 1.0, 1.2, 1.1, 1.2]}
+    side_by_side = "\n".join(bench.goals({"rows": rows, "paired": paired}))
+    assert "= 0.79 (goal >= 0.8: NOT met, median of 7 alternating rounds, 0.75-0.85)" in side_by_side
+    assert "= 1.20 (goal >= 1: met, median of 7 alternating rounds, 1.00-1.30)" in side_by_side
