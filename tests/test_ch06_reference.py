@@ -242,3 +242,24 @@ def test_decode_and_flash_equal_keras_dot_product_attention(namespaces):
         out, cache = namespaces["tf"]["decode_step"](*step, cache)
         outputs.append(_np(out))
     _close(heads_first(np.concatenate(outputs, -2)), _np(want))
+
+
+@pytest.mark.parametrize("framework", ["torch", "tf"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_flash_attention_survives_scores_that_outgrow_the_first_blocks_maximum(namespaces, framework, causal):
+    """The masters keep each row's shift at its first key block's maximum and redo a query block
+    whose later scores outgrow it (exp overflows float32 above ~88). Keys from the second block on
+    are 60x larger here, so later scores exceed the first block's maxima by hundreds: the case is
+    checked to overflow a fixed shift, then the masters are checked against the oracle."""
+    rng = np.random.default_rng(11)
+    block, n, d = 5, 23, 16
+    q, k, v = _normal(rng, 2, n, d), _normal(rng, 2, n, d), _normal(rng, 2, n, 4)
+    k[:, block:] *= 60
+    scores = q.astype(np.float64) @ k.astype(np.float64).transpose(0, 2, 1) / math.sqrt(d)
+    if causal:
+        scores = np.where(np.tri(n, dtype=bool), scores, -np.inf)
+    assert np.max(scores[:, :, block:].max(-1) - scores[:, :, :block].max(-1)) > 2 * 88   # a fixed shift overflows
+    got = _np(namespaces[framework]["flash_attention"](*_to(framework, (q, k, v)), block_size=block, causal=causal))
+    want = oracle.flash_attention(q, k, v, causal=causal)
+    assert np.all(np.isfinite(got[0])) and np.all(np.isfinite(got[1])), "overflowed: inf or NaN in the output"
+    _close(got, tuple(np.asarray(w, np.float32) for w in want), rtol=1e-4, atol=1e-4)
