@@ -269,39 +269,34 @@ TEXT_OUTSIDE_CODE_AND_MATH = """() => {
     return main.textContent;
 }"""
 RAW_TEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$|\$\\[A-Za-z]")
+ERROR_OUTPUTS = ".cell_output .traceback, .cell_output .error, .output.traceback, .output.error"
+BROKEN_IMAGES = """() => Array.from(document.images)
+    .filter(img => !(img.complete && img.naturalWidth > 0)).map(img => img.src)"""
+SHOWN = r"""stem => Array.from(document.querySelectorAll('img, object, embed')).filter(element => {
+    const url = element.currentSrc || element.src || element.data || '';
+    return new RegExp('/' + stem + '\\d*\\.svg$').test(url.split(/[?#]/)[0]);
+}).map(element => element.tagName === 'IMG' ? element.naturalWidth
+                                            : element.getBoundingClientRect().width)"""
 
 
-@pytest.mark.parametrize("name", PAGES)
-def test_math_is_typeset(browse, name):
-    page = browse(name)
+def assert_no_traceback(page, name: str) -> None:
+    assert page.locator(ERROR_OUTPUTS).count() == 0, f"an error output on {name}"
+    outputs = page.locator(".cell_output").all_text_contents()
+    assert not [text for text in outputs if "Traceback" in text], f"a traceback in a cell output on {name}"
+
+
+def assert_math_typeset(page, name: str) -> None:
     has_math = page.locator(".math").count() > 0
     if has_math:
         page.wait_for_function(
             "() => window.MathJax && MathJax.startup && MathJax.startup.promise"
         )
         page.evaluate("() => MathJax.startup.promise")
-        assert page.locator("mjx-container").count() >= page.locator(".math").count()
+        assert page.locator("mjx-container").count() >= page.locator(".math").count(), f"math left untypeset on {name}"
     leftover = RAW_TEX.findall(page.evaluate(TEXT_OUTSIDE_CODE_AND_MATH))
     assert leftover == [], f"untypeset TeX delimiters on {name}"
     if "$" in source_of(name).read_text(encoding="utf-8"):
         assert has_math, f"{name}'s source has math, its page none"
-
-
-ERROR_OUTPUTS = ".cell_output .traceback, .cell_output .error, .output.traceback, .output.error"
-
-
-@pytest.mark.parametrize("name", PAGES)
-def test_no_cell_output_is_a_traceback(browse, name):
-    page = browse(name)
-    assert page.locator(ERROR_OUTPUTS).count() == 0
-    outputs = page.locator(".cell_output").all_text_contents()
-    assert not [text for text in outputs if "Traceback" in text]
-
-
-# --- every page, first visit: clean console, images and diagrams ---------------------------------
-
-BROKEN_IMAGES = """() => Array.from(document.images)
-    .filter(img => !(img.complete && img.naturalWidth > 0)).map(img => img.src)"""
 
 
 def load_every_image(page) -> None:
@@ -311,32 +306,26 @@ def load_every_image(page) -> None:
     page.wait_for_function("() => Array.from(document.images).every(img => img.complete)")
 
 
-@pytest.mark.parametrize("name", PAGES)
-def test_first_visit_has_no_console_error_and_no_broken_image(browse, name):
-    # `browse` asserts, after the test, that the console and the network stayed clean.
-    page = browse(name)
-    load_every_image(page)
-    assert page.evaluate(BROKEN_IMAGES) == []
-
-
-SHOWN = r"""stem => Array.from(document.querySelectorAll('img, object, embed')).filter(element => {
-    const url = element.currentSrc || element.src || element.data || '';
-    return new RegExp('/' + stem + '\\d*\\.svg$').test(url.split(/[?#]/)[0]);
-}).map(element => element.tagName === 'IMG' ? element.naturalWidth
-                                            : element.getBoundingClientRect().width)"""
-
-
-@pytest.mark.parametrize("name", PAGES)
-def test_diagrams_named_in_the_source_are_shown(browse, name):
-    figures = figures_referenced(name)
-    if not figures:
-        pytest.skip(f"{name} embeds no diagram")
-    page = browse(name)
-    load_every_image(page)
-    for figure in figures:
+def assert_diagrams_shown(page, name: str) -> None:
+    for figure in figures_referenced(name):
         widths = page.evaluate(SHOWN, figure.stem)
         assert widths, f"{figure.name} is named in {name}'s source but not on the page"
         assert all(width > 0 for width in widths), f"{figure.name} did not load on {name}"
+
+
+# --- every page, one first visit: outputs, math, images, diagrams; clean console and network -----
+# One visit per page checks all four. A test per check opened each page up to four times: 116 page
+# loads, about 200 s of the suite's time.
+
+@pytest.mark.parametrize("name", PAGES)
+def test_first_visit_shows_a_clean_page(browse, name):
+    # `browse` asserts, after the test, that the console and the network stayed clean.
+    page = browse(name)
+    assert_no_traceback(page, name)
+    assert_math_typeset(page, name)
+    load_every_image(page)
+    assert page.evaluate(BROKEN_IMAGES) == [], f"broken images on {name}"
+    assert_diagrams_shown(page, name)
 
 
 def test_every_committed_diagram_is_embedded_by_a_page():
