@@ -314,7 +314,7 @@ def assert_diagrams_shown(page, name: str) -> None:
 
 
 # --- every page, one first visit: outputs, math, images, diagrams; clean console and network -----
-# One visit per page checks all four. A test per check opened each page up to four times: 116 page
+# One visit per page checks all four. A test per check opened each page up to four times: 107 page
 # loads, about 200 s of the suite's time.
 
 @pytest.mark.parametrize("name", PAGES)
