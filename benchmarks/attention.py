@@ -7,16 +7,17 @@ the machine's cores (passed explicitly: torch.utils.benchmark.Timer defaults to 
 - naive:  softmax(Q K^T / sqrt(D)) V, the (H, n, n) matrix materialised (PyTorch and TensorFlow);
 - tiled:  the course's reference `flash_attention`, loaded from chapter 06's masters (PyTorch and
           TensorFlow), with --block (PyTorch) or --tf-block (TensorFlow) keys per tile; the masters
-          take queries 512 (PyTorch) or 1024 (TensorFlow) at a time. Each row's softmax is kept relative to a fixed shift, its
-          maximum in the first key block, that rides in the score matmul as one more column
-          ([q/sqrt(D), -c] . [k, 1] = s - c), so every later tile costs two matmuls, one exp and
-          one row sum: no row maximum, no subtraction, no rescaling, no per-tile test. A query block
-          whose later scores overflow that shift (inf or NaN in its sums) is done again with a
-          shift that moves at every tile (the earlier reference did that everywhere and ran at
-          0.57-0.60x SDPA; one that tested every tile's row sum against 2^20, at 0.76-0.80x).
-          Tile sizes measured fastest here: PyTorch (512 queries, 256 keys), TensorFlow (1024, 256):
-          a 8 MiB tile of 8 heads in both, TensorFlow's with fewer eager operations per score
-          (its (1024, 512) tiles ran as fast but held 0.15 of naive's memory). TensorFlow runs eagerly: as a
+          take queries 512 (PyTorch) or 1024 (TensorFlow) at a time. Each row's softmax is kept
+          relative to a fixed shift, its maximum in the first key block, that rides in the score
+          matmul as one more column ([q/sqrt(D), -c] . [k, 1] = s - c), so every later tile costs
+          two matmuls, one exp and one row sum: no row maximum, no subtraction, no rescaling, no
+          per-tile test. A query block whose later scores overflow that shift (inf or NaN in its
+          sums) is done again with a shift that moves at every tile (the earlier reference did that
+          everywhere and ran at 0.57-0.60x SDPA; one that tested every tile's row sum against 2^20,
+          at 0.76-0.80x). Tile sizes measured fastest here: PyTorch (512 queries, 256 keys),
+          TensorFlow (1024, 256): a 8 MiB tile of 8 heads in both, TensorFlow's with fewer eager
+          operations per score (its (1024, 512) tiles ran as fast but held 0.15 of naive's
+          memory). TensorFlow runs eagerly: as a
           tf.function graph the unrolled loop's score tiles do not depend on one another, so the
           graph computes them side by side and the memory saving is lost (measured with the earlier
           reference: 481 MiB against naive's 532 MiB);
