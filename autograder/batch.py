@@ -120,10 +120,18 @@ def _check_writable(out: Path) -> None:
 
 
 def grade_batch(paths: list[Path], out: Path, options: Options, jobs: int = 1,
-                progress=None) -> list[SubmissionResult]:
-    """Grade, write every report, and return all results (resumed ones included), by name."""
+                progress=None, shard=None) -> list[SubmissionResult]:
+    """Grade, write every report, and return all results (resumed ones included), by name.
+
+    With `shard` (autograder.shard.Shard), only the submissions of that part are graded; the
+    whole class's names are recorded for `merge`."""
     submissions = discover(paths)
     _check_writable(out)
+    if shard is not None:
+        from autograder.shard import write_manifest
+
+        write_manifest(out, shard, [name for _, name in submissions])
+        submissions = [(path, name) for path, name in submissions if shard.owns(name)]
 
     results: dict[str, SubmissionResult] = {}
     todo = []

@@ -7,6 +7,10 @@
     assign [--check]
     gradescope CHAPTER [--framework torch|tf] --out FILE.zip
     release --out DIR [--seed N]
+    grade SUBMISSION ... --out DIR --shard K/N      part K of N of a class (one per node)
+    merge OUT [OUT ...] --out DIR                   one class from the shards' outputs
+    similarity DIR [--threshold T] [--known FILE ...]
+    lms canvas|moodle --gradebook FILE --assignment NAME --match COLUMN DIR --out FILE
 
 Exit status: 0 when the batch ran, whatever the students scored; 2 for misuse, and when no
 isolation level that the options allow works here (see autograder/isolation.py).
@@ -75,6 +79,34 @@ def _parser() -> argparse.ArgumentParser:
                             "repeatable), keep every other result in DIR, and rebuild grades.csv, "
                             "summary.md and histogram.png from them all")
 
+    grade.add_argument("--shard", metavar="K/N",
+                       help="grade only part K of N (by submission name; run N copies, one per node, "
+                            "each with its own --out, then `merge`)")
+    grade.add_argument("--similarity", action="store_true",
+                       help="after grading, write similarity.html and similarity.csv (see `similarity`)")
+
+    merge = sub.add_parser("merge", help="one class's reports from the outputs of `grade --shard`")
+    merge.add_argument("outs", nargs="+", type=Path, metavar="OUT")
+    merge.add_argument("--out", required=True, type=Path, metavar="DIR")
+    merge.add_argument("--similarity", action="store_true", help="also write the similarity report")
+
+    similar = sub.add_parser("similarity", help="pairs of submissions with similar code, exercise by exercise")
+    similar.add_argument("graded", type=Path, metavar="DIR")
+    similar.add_argument("--threshold", type=float, default=None, metavar="T",
+                         help="report pairs at least this similar, 0-1 (default 0.6)")
+    similar.add_argument("--known", type=Path, action="append", default=None, metavar="FILE",
+                         help="code students may copy (default: the chapter's own pages); repeatable")
+    similar.add_argument("--top", type=int, default=10, metavar="N", help="pairs printed (default 10)")
+
+    lms = sub.add_parser("lms", help="fill one assignment column of a gradebook exported from Canvas or Moodle")
+    lms.add_argument("system", choices=["canvas", "moodle"])
+    lms.add_argument("graded", type=Path, metavar="DIR")
+    lms.add_argument("--gradebook", required=True, type=Path, metavar="FILE")
+    lms.add_argument("--assignment", required=True, metavar="NAME")
+    lms.add_argument("--match", required=True, metavar="COLUMN",
+                     help="the gradebook column that holds the submission names, e.g. 'SIS Login ID'")
+    lms.add_argument("--out", required=True, type=Path, metavar="FILE")
+
     check = sub.add_parser("check", help="run the public checks on your notebook")
     check.add_argument("notebook", type=Path)
     check.add_argument("exercise", nargs="?")
@@ -106,19 +138,104 @@ def _grade(args) -> int:
     options = Options(timeout=args.timeout, seed=args.seed, require_sandbox=args.require_sandbox,
                       unsafe_no_sandbox=args.unsafe_no_sandbox, expect=args.assignment,
                       protected=(*sorted(inputs), args.out))
+    shard = None
+    if args.shard is not None:
+        from autograder.shard import Shard, ShardError
+
+        if args.regrade:
+            raise Misuse("--shard and --regrade: regrade in the shard's own --out, without --shard")
+        try:
+            shard = Shard.parse(args.shard)
+        except ShardError as exc:
+            raise Misuse(str(exc)) from None
     level = _isolation(options, args.out)
     if args.regrade:
         results = regrade(targets, args.out, options, jobs=args.jobs, progress=_Bar())
     else:
-        results = grade_batch(args.submissions, args.out, options, jobs=args.jobs, progress=_Bar())
+        results = grade_batch(args.submissions, args.out, options, jobs=args.jobs, progress=_Bar(),
+                              shard=shard)
+        if shard is not None:
+            err.print(f"part {shard} of the class: {len(results)} submissions here; "
+                      f"merge the {shard.count} outputs with `python -m autograder merge OUT... --out DIR`")
     from autograder.report.table import print_summary
 
     print_summary(results, Console())
     what = f"regraded {len(targets)}; rewrote" if args.regrade else "wrote"
     print(f"{what} {args.out / 'grades.csv'}, summary.md and histogram.png; a results.json + feedback "
           "per submission")
+    if args.similarity:
+        _similarity(args.out)
     if level == isolation.NONE:
         err.print(f"[bold red]warning:[/bold red] {isolation.OFF_WARNING}")
+    return 0
+
+
+def _merge(args) -> int:
+    from autograder.report.table import print_summary
+    from autograder.shard import ShardError, merge
+
+    try:
+        merged = merge(args.outs, args.out)
+    except ShardError as exc:
+        raise Misuse(str(exc)) from None
+    print_summary(merged.results, Console())
+    parts = f" (parts {', '.join(merged.shards)})" if merged.shards else ""
+    print(f"merged {len(merged.results)} submissions from {len(args.outs)} outputs{parts} into "
+          f"{args.out}: grades.csv, summary.md, histogram.png and each submission's reports")
+    if merged.missing:
+        err.print(f"[yellow]{len(merged.missing)} submissions of the class are in no output yet[/yellow]: "
+                  + ", ".join(merged.missing[:20]) + (" …" if len(merged.missing) > 20 else ""))
+    if args.similarity:
+        _similarity(args.out)
+    return 0
+
+
+def _similarity(graded: Path, threshold: float | None = None, known=None, top: int = 10) -> int:
+    from rich.table import Table
+
+    from autograder import similarity
+
+    threshold = similarity.DEFAULT_THRESHOLD if threshold is None else threshold
+    if not 0 <= threshold <= 1:
+        raise Misuse("--threshold is a share between 0 and 1, e.g. 0.6")
+    if not graded.is_dir():
+        raise Misuse(f"no such folder: {graded}")
+    for path in known or []:
+        if not path.is_file():
+            raise Misuse(f"--known {path}: no such file")
+    pairs = similarity.run(graded, threshold, known)
+    flagged = [p for p in pairs if p.similarity >= threshold]
+    table = Table(title=f"similarity: {len(flagged)} of {len(pairs)} pairs at least {threshold:.0%}")
+    for column in ("exercise", "a", "b", "similarity", ""):
+        table.add_column(column)
+    for p in flagged[:top]:
+        table.add_row(p.exercise, p.a, p.b, f"{p.similarity:.0%}", "from the book" if p.from_book else "")
+    Console().print(table)
+    print(f"wrote {graded / 'similarity.html'} and similarity.csv")
+    return 0
+
+
+def _lms(args) -> int:
+    from autograder import lms
+
+    try:
+        filled = lms.fill(args.system, args.gradebook, args.assignment, args.match, args.graded)
+    except lms.LmsError as exc:
+        raise Misuse(str(exc)) from None
+    if args.out.resolve() == args.gradebook.resolve():
+        raise Misuse("--out must not overwrite the exported gradebook; write a new file")
+    lms.write(filled, args.gradebook, args.out)
+    print(f"{args.out}: {len(filled.matched) - len(filled.ungraded)} scores in column {filled.column!r}")
+    if (warning := lms.scale_warning(filled)):
+        err.print(f"[yellow]warning:[/yellow] {warning}")
+    for title, items in (("gradebook rows matching no submission (left empty)", filled.unmatched_rows),
+                         ("gradebook rows matching several submissions (left empty)", filled.ambiguous_rows),
+                         ("matched, but could not be graded (left empty)", filled.ungraded),
+                         ("submissions matching no gradebook row", filled.unmatched_submissions)):
+        if items:
+            err.print(f"[yellow]{len(items)} {title}:[/yellow]")
+            for item in items:
+                err.print(f"  {item}")
     return 0
 
 
@@ -175,6 +292,12 @@ def main(argv: list[str] | None = None) -> int:
             return _grade(args)
         if args.command == "check":
             return _check(args)
+        if args.command == "merge":
+            return _merge(args)
+        if args.command == "similarity":
+            return _similarity(args.graded, args.threshold, args.known, args.top)
+        if args.command == "lms":
+            return _lms(args)
         if args.command == "assign":
             from autograder import assign
 
