@@ -31,7 +31,7 @@ import sys
 import tempfile
 import types
 
-from autograder.sandbox import calls, confine, protocol, tracer
+from autograder.sandbox import calls, confine, landlock, protocol, tracer
 
 PR_SET_CHILD_SUBREAPER = 36
 LEVEL = os.environ.get("AUTOGRADER_ISOLATION", "none")
@@ -197,19 +197,33 @@ def _new_scratch() -> str:
     return tempfile.mkdtemp(prefix="submission-")
 
 
-def _reset(scratch: str, modes: dict) -> None:
-    """After the submission's processes are gone: nothing of it may remain for the next one."""
+def _reset(scratch: str, modes: dict) -> dict:
+    """After the submission's processes are gone: nothing of it may remain for the next one.
+
+    Returns the clean-up's report ({"removed", "left", "locked"}); what could not be removed is
+    locked away from the uid and reported, never raised (a student's leftovers cannot stop grading)."""
     if LEVEL == "bubblewrap":
         for path in SANDBOX_WRITABLE:
             confine.wipe(path, int(modes[path], 8))
-        return
+        return {}
     if LEVEL == "uid-drop":
         if not confine.kill_uid(DROP_UID):
             raise RuntimeError(f"processes of uid {DROP_UID} survived")
-        confine.sweep(DROP_UID)
+        # As the uid itself, by descriptors (confine.sweep): root resolves no path a student can change.
+        report = confine.sweep(DROP_UID, DROP_GID, scratch=scratch if os.path.isdir(scratch) else "")
+        if scratch and not report.get("locked"):
+            base = os.open(SCRATCH_BASE, confine.DIR_FLAGS)   # root's, 0711: no student writes here
+            try:
+                os.rmdir(os.path.basename(scratch), dir_fd=base)
+            except FileNotFoundError:
+                pass
+            finally:
+                os.close(base)
+        return report
     if os.path.lexists(scratch):
         confine.wipe(scratch, 0o700)
         os.rmdir(scratch)
+    return {}
 
 
 def self_test(protected: list[str]) -> str:
@@ -272,6 +286,12 @@ def _probe_confinement(protected: list[str], scratch: str) -> str:
             f.write("x")
     except OSError as exc:
         return f"the submission cannot write its own scratch folder: {exc}"
+    if LEVEL == "uid-drop" and landlock.enabled():
+        try:
+            os.listdir("/tmp")
+            return "Landlock is on but the submission could list /tmp (no filesystem wall)"
+        except OSError:
+            pass
     return "ok"
 
 
@@ -284,7 +304,9 @@ def serve(framework: str, ctrl: socket.socket) -> None:
     confined = self_test(protected)
     baseline = health(framework)
     modes = baseline["modes"]
-    ctrl.send(json.dumps({"op": "ready", "pid": os.getpid(), "confined": confined, "health": baseline}).encode())
+    wall = landlock.status() if LEVEL == "uid-drop" else ""
+    ctrl.send(json.dumps({"op": "ready", "pid": os.getpid(), "confined": confined, "health": baseline,
+                          "landlock": wall}).encode())
     statuses: dict[int, int] = {}
     child, memory_limit, over_memory, scratch = None, 0, 0, ""
     while True:
@@ -328,7 +350,7 @@ def serve(framework: str, ctrl: socket.socket) -> None:
             _reap(statuses)
             ended = _describe(statuses.pop(child, None), over_memory)
             try:
-                _reset(scratch, modes)
+                ended["cleanup"] = confine.describe_left(_reset(scratch, modes))
                 ended["health"] = health(framework)
             except Exception as exc:   # noqa: BLE001 (the trusted side restarts us on any doubt)
                 ended["health"] = {"error": str(exc)[:500]}
@@ -382,8 +404,23 @@ def _confine(scratch: str) -> None:
     tempfile.tempdir = scratch
     if LEVEL == "uid-drop":
         confine.drop_to(DROP_UID, DROP_GID)
+        if landlock.enabled():
+            landlock.restrict(*_landlock_paths(scratch))
     if LEVEL != "none":
         confine.load_filter()
+
+
+def _landlock_paths(scratch: str) -> tuple[list[str], list[str]]:
+    """What the uid-drop child may read, and write, under Landlock (see landlock.py)."""
+    import sysconfig
+
+    lib = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(confine.__file__))))
+    python = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+              os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))),
+              *(sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib"))}
+    read_only = [*landlock.SYSTEM, *sorted(python), lib, "/proc", "/sys/devices/system/cpu",
+                 *landlock.READ_ONLY_DEVICES]
+    return read_only, [scratch, os.devnull]
 
 
 def _run_child(sock: socket.socket, framework: str, op: dict, scratch: str) -> None:
