@@ -36,6 +36,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from autograder import chapters, isolation
+from autograder.sandbox import confine
 
 
 SANDBOX_SRC = Path(__file__).parent / "sandbox"
@@ -89,7 +90,8 @@ def bwrap_args(lib: str) -> list[str]:
     # submission. Everything else is read-only, "/" and /dev included, so nothing planted there
     # reaches the next submission.
     args = ["--unshare-all", "--uid", "65534", "--gid", "65534", "--die-with-parent",
-            "--new-session", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm", "--tmpfs", "/tmp",
+            "--new-session", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm",
+            "--size", str(confine.SCRATCH_BYTES), "--tmpfs", "/tmp",   # a submission's disk: capped
             "--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "PATH", "/usr/bin:/bin",
             "--setenv", "TF_CPP_MIN_LOG_LEVEL", "3", "--setenv", "MPLBACKEND", "Agg",
             "--setenv", "OMP_NUM_THREADS", "1", "--setenv", "AUTOGRADER_PID_NAMESPACE", "1",

@@ -199,14 +199,21 @@ CLEAN_SECONDS, CLEAN_ENTRIES, CLEAN_DEPTH, WRITABLE_DEPTH = 30.0, 500_000, 10_00
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
+# A submission's scratch: at most this much on disk (a tmpfs of this size under bubblewrap; a
+# watcher of the folder's total under uid-drop) and this many entries.
+SCRATCH_BYTES, SCRATCH_ENTRIES = 512 << 20, 20_000
+
+
 class OverBudget(Exception):
     """The clean-up ran out of time, entries or depth."""
 
 
 class Budget:
-    def __init__(self, seconds: float = CLEAN_SECONDS, entries: int = CLEAN_ENTRIES,
-                 depth: int = CLEAN_DEPTH):
-        self.deadline, self.entries, self.depth, self.seen = time.monotonic() + seconds, entries, depth, 0
+    def __init__(self, seconds: float | None = None, entries: int | None = None, depth: int | None = None):
+        self.deadline = time.monotonic() + (CLEAN_SECONDS if seconds is None else seconds)
+        self.entries = CLEAN_ENTRIES if entries is None else entries
+        self.depth = CLEAN_DEPTH if depth is None else depth
+        self.seen = 0
 
     def tick(self) -> None:
         self.seen += 1
@@ -270,6 +277,42 @@ def empty_dir(top: int, budget: Budget) -> int:
         for fd, _ in stack[1:]:
             os.close(fd)
     return removed
+
+
+def tree_bytes(path: str, most_entries: int = SCRATCH_ENTRIES) -> int:
+    """Disk space used by the folder `path` and all below it (allocated blocks, so a sparse file
+    counts what it holds), by descriptors, never following a link. Raises OverBudget past
+    `most_entries` entries. Only reads: safe as root on a student's folder."""
+    total, seen = 0, 0
+    try:
+        stack = [os.open(path, DIR_FLAGS)]
+    except OSError:
+        return 0
+    try:
+        while stack:
+            fd = stack.pop()
+            try:
+                with os.scandir(fd) as entries:
+                    for entry in entries:
+                        seen += 1
+                        if seen > most_entries:
+                            raise OverBudget(f"more than {most_entries} files")
+                        try:
+                            st = entry.stat(follow_symlinks=False)
+                        except OSError:
+                            continue
+                        total += st.st_blocks * 512
+                        if stat.S_ISDIR(st.st_mode):
+                            try:
+                                stack.append(os.open(entry.name, DIR_FLAGS, dir_fd=fd))
+                            except OSError:
+                                continue
+            finally:
+                os.close(fd)
+    finally:
+        for fd in stack:
+            os.close(fd)
+    return total
 
 
 def remove_tree(path: str, budget: Budget | None = None) -> None:

@@ -29,6 +29,7 @@ import signal
 import socket
 import sys
 import tempfile
+import time
 import types
 
 from autograder.sandbox import calls, confine, landlock, protocol, tracer
@@ -127,7 +128,9 @@ def _anon_rss(pids: list[int]) -> int:
     return total
 
 
-def _describe(status: int | None, memory_limit: int = 0) -> dict:
+def _describe(status: int | None, memory_limit: int = 0, disk: str = "") -> dict:
+    if disk:
+        return {"how": f"was killed: {disk}"}
     if memory_limit:
         return {"how": f"was killed: it used more than the {memory_limit / 2**30:g} GiB memory limit"}
     if status is None:
@@ -308,7 +311,7 @@ def serve(framework: str, ctrl: socket.socket) -> None:
     ctrl.send(json.dumps({"op": "ready", "pid": os.getpid(), "confined": confined, "health": baseline,
                           "landlock": wall}).encode())
     statuses: dict[int, int] = {}
-    child, memory_limit, over_memory, scratch = None, 0, 0, ""
+    child, memory_limit, over_memory, scratch, over_disk, disk_at = None, 0, 0, "", "", 0.0
     while True:
         # While a submission runs, look at its memory often: where no cgroup caps it, this does.
         ready, _, _ = select.select([ctrl], [], [], 0.05 if child else 0.5)
@@ -316,6 +319,10 @@ def serve(framework: str, ctrl: socket.socket) -> None:
         if child and memory_limit and not over_memory and child not in statuses:
             if _anon_rss([child, *_descendants(child)]) > memory_limit:
                 over_memory = memory_limit
+                _kill_all_below_me()
+        if child and LEVEL == "uid-drop" and not over_disk and time.monotonic() > disk_at:
+            over_disk, disk_at = _over_disk(scratch), time.monotonic() + 0.25
+            if over_disk:
                 _kill_all_below_me()
         if not ready:
             continue
@@ -338,7 +345,7 @@ def serve(framework: str, ctrl: socket.socket) -> None:
                 finally:
                     os._exit(0)
             os.close(fds[0])
-            memory_limit, over_memory = int(op.get("max_memory_bytes", 0)), 0
+            memory_limit, over_memory, over_disk = int(op.get("max_memory_bytes", 0)), 0, ""
         elif op["op"] == "end":
             # Give a child that is exiting by itself a moment, so its own status is reported.
             for _ in range(op.get("grace_steps", 0)):
@@ -348,7 +355,7 @@ def serve(framework: str, ctrl: socket.socket) -> None:
                 select.select([], [], [], 0.01)
             _kill_all_below_me()
             _reap(statuses)
-            ended = _describe(statuses.pop(child, None), over_memory)
+            ended = _describe(statuses.pop(child, None), over_memory, over_disk)
             try:
                 ended["cleanup"] = confine.describe_left(_reset(scratch, modes))
                 ended["health"] = health(framework)
@@ -357,7 +364,19 @@ def serve(framework: str, ctrl: socket.socket) -> None:
             _reap(statuses)
             ctrl.send(json.dumps({"op": "ended", **ended}).encode())
             statuses.clear()
-            child, memory_limit, over_memory, scratch = None, 0, 0, ""
+            child, memory_limit, over_memory, scratch, over_disk = None, 0, 0, "", ""
+
+
+def _over_disk(scratch: str) -> str:
+    """Under uid-drop the scratch folder is a plain folder on the host's disk: its total is
+    watched (bubblewrap's /tmp is a tmpfs of the same size). "" or why the submission is killed."""
+    try:
+        used = confine.tree_bytes(scratch)
+    except confine.OverBudget as exc:
+        return f"it made {exc} in its scratch folder"
+    if used > confine.SCRATCH_BYTES:
+        return f"it wrote more than {confine.SCRATCH_BYTES >> 20} MiB to its scratch folder"
+    return ""
 
 
 # ---------------------------------------------------------------- the child: one submission
