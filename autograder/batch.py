@@ -22,6 +22,7 @@ import hashlib
 import multiprocessing
 import os
 import re
+import sys
 import tempfile
 import unicodedata
 from collections import deque
@@ -32,6 +33,7 @@ from pathlib import Path
 from autograder import report
 from autograder.grade import Options, Sandboxes, grade_one, grader_problem
 from autograder.parse import digest_of
+from autograder.report.atomic import remove_all, why_not_written
 from autograder.results import SubmissionResult
 
 MAX_NAME = 80
@@ -50,9 +52,8 @@ def discover(paths: list[Path]) -> list[tuple[Path, str]]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*.ipynb")
-                            if ".ipynb_checkpoints" not in p.parts and p.is_file())
-        elif path.exists():
+            files += _notebooks_in(path)
+        elif path.exists() or path.is_symlink():
             files.append(path)
         else:
             raise Misuse(f"no such file or folder: {path}")
@@ -71,6 +72,21 @@ def discover(paths: list[Path]) -> list[tuple[Path, str]]:
         used.add(name.casefold())
         named.append((path, name))
     return named
+
+
+def _notebooks_in(folder: Path) -> list[Path]:
+    """Every *.ipynb below `folder`, without following a link: a linked notebook or a linked
+    folder is listed as it is (parse refuses it: "... is a symbolic link"), never read through."""
+    found = []
+    for where, dirs, names in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if d != ".ipynb_checkpoints")
+        here = Path(where)
+        for d in dirs:
+            if (here / d).is_symlink():   # os.walk lists a linked folder in dirs, never enters it
+                found.append(here / d)
+        found += [here / n for n in names if n.endswith(".ipynb")
+                  and ((here / n).is_symlink() or (here / n).is_file())]
+    return sorted(found)
 
 
 def safe_name(stem: str) -> str:
@@ -145,7 +161,7 @@ def grade_batch(paths: list[Path], out: Path, options: Options, jobs: int = 1,
         progress.start(total=len(submissions), already=len(results))
     _grade_all(todo, out, options, jobs, results, progress)
     ordered = [results[name] for _, name in submissions]
-    report.write_batch_report(ordered, out)
+    _write_batch_report(ordered, out)
     if progress:
         progress.stop()
     return ordered
@@ -204,7 +220,7 @@ def regrade(targets: list[tuple[Path, str]], out: Path, options: Options, jobs: 
         progress.start(total=len(targets), already=0)
     _grade_all(targets, out, options, jobs, results, progress)
     ordered = [results[name] for name in sorted(results, key=lambda n: (n.casefold(), n))]
-    report.write_batch_report(ordered, out)
+    _write_batch_report(ordered, out)
     if progress:
         progress.stop()
     return ordered
@@ -214,7 +230,7 @@ def _grade_all(todo: list[tuple[Path, str]], out: Path, options: Options, jobs: 
                results: dict[str, SubmissionResult], progress) -> None:
     """Grade `todo`, writing each report as it finishes and putting its result in `results`."""
     def finished(result: SubmissionResult) -> None:
-        report.write_submission_report(result, out)
+        _write_reports(result, out)
         results[result.submission] = result
         if progress:
             progress.advance(result)
@@ -232,6 +248,34 @@ def _grade_all(todo: list[tuple[Path, str]], out: Path, options: Options, jobs: 
             _sandboxes.close()
     else:
         _grade_in_jobs(todo, options, jobs, finished)
+
+
+REPORT_FILES = ("results.json", "feedback.md", "feedback.html", "feedback_instructor.md")
+
+
+def _write_reports(result: SubmissionResult, out: Path) -> None:
+    """Write one submission's reports, or none of them: on a full disk (or any OSError) the
+    student is recorded as not written (a grader problem, so the next run grades them again),
+    the terminal says so, and the batch goes on."""
+    try:
+        report.write_submission_report(result, out)
+    except OSError as exc:
+        folder = report.submission_dir(out, result.submission)
+        remove_all([folder / name for name in (*REPORT_FILES, report.COMPLETE_MARKER)])
+        why = why_not_written(exc)
+        grader_problem(result, f"reports not written: {why}")
+        print(f"grader: {result.submission}: reports not written ({why}); the batch goes on",
+              file=sys.stderr, flush=True)
+
+
+def _write_batch_report(ordered: list[SubmissionResult], out: Path) -> None:
+    """grades.csv first (write_batch_report's order), then the rest: a full disk costs what it must."""
+    try:
+        report.write_batch_report(ordered, out)
+    except OSError as exc:
+        done = [name for name in ("grades.csv", "summary.md", "histogram.png") if (out / name).exists()]
+        print(f"grader: the batch's reports could not all be written ({why_not_written(exc)}); "
+              f"written: {', '.join(done) or 'none'}", file=sys.stderr, flush=True)
 
 
 def _grade_in_jobs(todo: list[tuple[Path, str]], options: Options, jobs: int, finished) -> None:

@@ -148,6 +148,10 @@ def _grade(path: Path, sandboxes: Sandboxes, result: SubmissionResult, start: fl
     result.sandbox = sandbox.isolation
     if sandbox.isolation == isolation.NONE:
         result.warnings.append(isolation.OFF_WARNING)
+    if sandbox.isolation == isolation.UID_DROP:   # the layer's filesystem wall, named in every report
+        result.filesystem_wall = f"Landlock {sandbox.landlock}"
+        if not sandbox.landlock.startswith("on"):
+            result.warnings.append(f"isolation uid-drop without a filesystem wall: {isolation.wall_line(sandbox.landlock)}")
     limits = submission_limits(sub.chapter, options.timeout)
     runner = Runner(sandbox, sub.cells, deadline=start + limits.submission_seconds, limits=limits)
     try:
@@ -158,7 +162,8 @@ def _grade(path: Path, sandboxes: Sandboxes, result: SubmissionResult, start: fl
         runner.close()
     record = chapters.chapter(sub.chapter)
     findings = scan.scan(sub.cells, sub.exercises, record.no_autograd, record.own_job)
-    result.notes = findings.notes
+    result.notes = findings.notes + sandbox.cleanup_notes   # leftovers the clean-up could not remove
+    sandbox.cleanup_notes.clear()
     used = {k: set(v) for k, v in findings.charged.items()}
     for exercise, names in traced.items():
         used.setdefault(exercise, set()).update(names)

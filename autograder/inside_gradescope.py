@@ -25,12 +25,28 @@ CONFIG_NAME = "gradescope.json"   # in the zip's root: {"chapter": ..., "framewo
 SUBMISSION_NAME = "submission"      # the results' name for Gradescope's single submission
 
 def _notebook_course(path: Path) -> dict:
-    """metadata.course of a notebook, or {} if it is unreadable or has none."""
+    """metadata.course of a notebook, or {} if it is unreadable, a link, or has none."""
     try:
-        course = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get("course", {})
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            course = json.loads(f.read().decode("utf-8")).get("metadata", {}).get("course", {})
     except (OSError, ValueError, AttributeError):
         return {}
     return course if isinstance(course, dict) else {}
+
+
+def _submitted(submission: Path) -> tuple[list[Path], list[Path]]:
+    """The submitted notebooks, and the links among what was submitted (notebooks or folders):
+    a link is never followed (it could name the master, or another student's notebook)."""
+    notebooks, links = [], []
+    for where, dirs, names in os.walk(submission, followlinks=False):
+        here = Path(where)
+        dirs[:] = sorted(d for d in dirs if d not in (".ipynb_checkpoints", "__MACOSX"))
+        links += [here / d for d in dirs if (here / d).is_symlink()]
+        for name in names:
+            if name.endswith(".ipynb"):
+                (links if (here / name).is_symlink() else notebooks).append(here / name)
+    return sorted(notebooks), sorted(links)
 
 
 def _describe(course: dict) -> str:
@@ -42,13 +58,15 @@ def _describe(course: dict) -> str:
 def select_notebook(submission: Path, chapter: str, framework: str | None) -> tuple[Path | None, str]:
     """The one submitted notebook for this assignment, or None and a message for the student."""
     wanted = f"{chapter}" + (f" ({framework})" if framework else "")
-    notebooks = sorted(p for p in submission.rglob("*.ipynb")
-                       if not any(part in (".ipynb_checkpoints", "__MACOSX") for part in p.parts))
+    notebooks, links = _submitted(submission)
     courses = {p: _notebook_course(p) for p in notebooks}
     matches = [p for p, c in courses.items() if c.get("chapter") == chapter
                and (framework is None or c.get("framework") == framework)]
     if len(matches) == 1:
         return matches[0], ""
+    if links and not matches:
+        return None, (f"{links[0].relative_to(submission)} is a symbolic link; hand in the notebook itself "
+                      f"(a link is never followed). This assignment grades {wanted}.")
     if not notebooks:
         return None, f"No notebook (.ipynb) was submitted. This assignment grades {wanted}."
     found = "; ".join(f"{p.relative_to(submission)}: {_describe(courses[p])}" for p in notebooks)

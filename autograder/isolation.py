@@ -9,12 +9,14 @@ Three levels, named in every report and on the terminal:
                 and the grader is root: the worker stays root, each submission's child drops to a
                 dedicated unprivileged uid (64000 and up, one per worker) with no network
                 (seccomp, and an empty network namespace where the capability exists); the
-                grader's files are made unreachable for that uid, and after each submission every
-                process of the uid is killed and its files removed.
+                grader's files are made unreachable for that uid, Landlock (where the kernel has
+                it; sandbox/landlock.py) closes every other file but the system, Python and the
+                submission's scratch folder, and after each submission every process of the uid
+                is killed and its files removed, as that uid (confine.sweep).
     none        only with --unsafe-no-sandbox: the submission runs as the grader's own user.
 
 AUTOGRADER_NO_BWRAP=1 makes bubblewrap unavailable (the tests and an instructor who wants the
-second layer use it).
+second layer use it); AUTOGRADER_NO_LANDLOCK=1 turns Landlock off (the tests of the layer without it).
 """
 from __future__ import annotations
 
@@ -116,10 +118,21 @@ def describe(level: str) -> str:
     return {
         BUBBLEWRAP: "isolation: bubblewrap (own namespaces, no network, no view of the grader's files)",
         UID_DROP: f"isolation: uid-drop ({bubblewrap_problem()}; student code runs as an unprivileged "
-                  "uid with no network, and the grader's files are closed to it)",
+                  f"uid with no network, and the grader's files are closed to it; {wall_line()})",
         NONE: "isolation: NONE (--unsafe-no-sandbox): student code runs as you, with your files and "
               "the network in view",
     }[level]
+
+
+def wall_line(status: str | None = None) -> str:
+    """The uid-drop layer's filesystem wall, for the terminal and every report."""
+    from autograder.sandbox import landlock
+
+    status = status or landlock.status()
+    if status.startswith("on"):
+        return f"Landlock {status}: it reads only the system, Python and its own scratch folder"
+    return (f"Landlock {status}: student code can read every world-readable file on this machine "
+            "(keep no copy of the solutions readable by all)")
 
 
 # ------------------------------------------------------------------------------ the second layer
@@ -167,34 +180,63 @@ class DroppedUid:
     after a submission must not touch another worker's submission."""
 
     def __init__(self):
-        locks = Path(tempfile.gettempdir()) / "autograder-uids"
-        locks.mkdir(mode=0o700, exist_ok=True)
-        os.chown(locks, 0, 0)
-        locks.chmod(0o700)
-        for uid in range(FIRST_UID, FIRST_UID + UID_COUNT):
-            if _taken(uid):
-                continue
-            fd = os.open(locks / str(uid), os.O_CREAT | os.O_RDWR, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue
-            self.uid = self.gid = uid
-            self._lock = fd
-            self.clean()   # whatever a crashed run left under this uid
-            self.scratch = tempfile.mkdtemp(prefix=f"autograder-{uid}-")
-            os.chmod(self.scratch, 0o711)   # the uid may enter its own folder, not list the others
-            return
-        raise Unavailable(f"no free uid in {FIRST_UID}..{FIRST_UID + UID_COUNT - 1} for the second layer")
-
-    def clean(self) -> None:
         from autograder.sandbox import confine
 
+        # Root-owned, never a student's: a link or folder planted at the name in /tmp is refused,
+        # not followed (os.chown on a planted link would hand root's chown to the student).
+        base = "/run" if os.access("/run", os.W_OK) and os.path.isdir("/run") else tempfile.gettempdir()
+        parent = os.open(base, confine.DIR_FLAGS)
+        try:
+            try:
+                os.mkdir("autograder-uids", 0o700, dir_fd=parent)
+            except FileExistsError:
+                pass
+            locks = os.open("autograder-uids", confine.DIR_FLAGS, dir_fd=parent)
+        finally:
+            os.close(parent)
+        st = os.fstat(locks)
+        if st.st_uid != 0 or stat.S_IMODE(st.st_mode) & 0o077:
+            os.close(locks)
+            raise Unavailable(f"{base}/autograder-uids is not root's own folder (mode "
+                              f"{stat.filemode(st.st_mode)}, uid {st.st_uid}): remove it and run again")
+        try:
+            for uid in range(FIRST_UID, FIRST_UID + UID_COUNT):
+                if _taken(uid):
+                    continue
+                fd = os.open(str(uid), os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                             dir_fd=locks)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    continue
+                self.uid = self.gid = uid
+                self._lock = fd
+                self.scratch = ""
+                self.clean()   # whatever a crashed run left under this uid
+                self.scratch = tempfile.mkdtemp(prefix=f"autograder-{uid}-")
+                os.chmod(self.scratch, 0o711)   # the uid may enter its own folder, not list the others
+                return
+        finally:
+            os.close(locks)
+        raise Unavailable(f"no free uid in {FIRST_UID}..{FIRST_UID + UID_COUNT - 1} for the second layer")
+
+    def clean(self) -> dict:
+        """Kill the uid's processes and remove its files as the uid itself (confine.sweep); what
+        is left is locked away from it and reported in the returned {"removed", "left", "locked"}."""
+        from autograder.sandbox import confine
+        from autograder.workers import grader_lib
+
         confine.kill_uid_by_pid(self.uid)
-        confine.sweep(self.uid)
+        return confine.sweep_in_subprocess(self.uid, self.gid, grader_lib())
 
     def release(self) -> None:
+        from autograder.sandbox import confine
+
         self.clean()
-        shutil.rmtree(self.scratch, ignore_errors=True)
+        try:
+            # root's own folder, by descriptors: what is left in it was locked away from the uid
+            confine.remove_tree(self.scratch)
+        except (OSError, confine.OverBudget):
+            pass
         os.close(self._lock)

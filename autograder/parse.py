@@ -6,9 +6,12 @@ from it; checks, points and everything else come from the grader's own files.
 from __future__ import annotations
 
 import ast
+import errno
 import hashlib
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,9 +41,32 @@ class Submission:
     warnings: list[str] = field(default_factory=list)
 
 
+LINK = "is a symbolic link; hand in the notebook itself"
+
+
+def open_no_follow(path: Path) -> int:
+    """A descriptor of the regular file `path`, never of what a link names: a submission that is a
+    link (to the master, to another student's notebook) is refused, not read as root.
+    Raises BadSubmission with the one-line reason."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BadSubmission(f"{Path(path).name} {LINK}") from None
+        raise BadSubmission(f"cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BadSubmission("not a file")
+    return fd
+
+
 def digest_of(path: Path) -> str:
-    """sha256 of the file, read in chunks: a file of any size costs no memory."""
-    with open(path, "rb") as f:
+    """sha256 of the file, read in chunks: a file of any size costs no memory. OSError for a link."""
+    try:
+        fd = open_no_follow(path)
+    except BadSubmission as exc:
+        raise OSError(str(exc)) from None
+    with os.fdopen(fd, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
@@ -61,15 +87,17 @@ def _check_depth(code: list[tuple[int, str]]) -> None:
 
 def load(path: Path, expect: str | None = None) -> Submission:
     """`expect`, "CHAPTER/FRAMEWORK", rejects a notebook of another assignment."""
-    if not path.is_file():
-        raise BadSubmission("not a file")
-    size = path.stat().st_size
-    if size == 0:
-        raise BadSubmission("the file is empty")
-    if size > MAX_BYTES:
-        raise BadSubmission(f"the file is {size / 2**20:.0f} MB, over the {MAX_BYTES >> 20} MB limit: "
-                            "clear the outputs (Edit > Clear Outputs of All Cells) and resubmit")
-    raw = path.read_bytes()
+    if os.path.islink(path):
+        raise BadSubmission(f"{path.name} {LINK}")
+    fd = open_no_follow(path)   # what was checked is what is read: one descriptor
+    with os.fdopen(fd, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise BadSubmission("the file is empty")
+        if size > MAX_BYTES:
+            raise BadSubmission(f"the file is {size / 2**20:.0f} MB, over the {MAX_BYTES >> 20} MB limit: "
+                                "clear the outputs (Edit > Clear Outputs of All Cells) and resubmit")
+        raw = f.read(MAX_BYTES + 1)
     try:
         data = json.loads(raw.decode("utf-8"))
     except (RecursionError, MemoryError):

@@ -54,6 +54,7 @@ class SubmissionResult:
     builtins: dict[str, list[str]] = field(default_factory=dict)  # exercise -> forbidden calls seen
     notes: list[str] = field(default_factory=list)   # instructor only: what the built-in scan could not settle
     sandbox: str = ""                  # the isolation level: "bubblewrap", "uid-drop" or "none"
+    filesystem_wall: str = ""          # uid-drop only: "Landlock on (ABI n)" or "Landlock off (why)"
     seconds: float = 0.0
     exercises: list[str] = field(default_factory=list)  # the assignment's exercises, in order
     digest: str = ""                   # sha256 of the file graded, so a resumed batch spots changes

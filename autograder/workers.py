@@ -36,6 +36,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from autograder import chapters, isolation
+from autograder.sandbox import confine
 
 
 SANDBOX_SRC = Path(__file__).parent / "sandbox"
@@ -89,7 +90,8 @@ def bwrap_args(lib: str) -> list[str]:
     # submission. Everything else is read-only, "/" and /dev included, so nothing planted there
     # reaches the next submission.
     args = ["--unshare-all", "--uid", "65534", "--gid", "65534", "--die-with-parent",
-            "--new-session", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm", "--tmpfs", "/tmp",
+            "--new-session", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm",
+            "--size", str(confine.SCRATCH_BYTES), "--tmpfs", "/tmp",   # a submission's disk: capped
             "--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "PATH", "/usr/bin:/bin",
             "--setenv", "TF_CPP_MIN_LOG_LEVEL", "3", "--setenv", "MPLBACKEND", "Agg",
             "--setenv", "OMP_NUM_THREADS", "1", "--setenv", "AUTOGRADER_PID_NAMESPACE", "1",
@@ -222,6 +224,8 @@ class Sandbox:
         self.restarts = 0
         self.uid = None
         self._scratch = None
+        self.landlock = ""
+        self.cleanup_notes: list[str] = []   # taken by grade.py into the submission's instructor notes
         self._protected: list[str] = []
         if self.isolation == UID_DROP:
             problem = isolation.uid_drop_problem()
@@ -247,6 +251,8 @@ class Sandbox:
             env.update(AUTOGRADER_UID=str(self.uid.uid), AUTOGRADER_GID=str(self.uid.gid),
                        AUTOGRADER_SCRATCH=self.uid.scratch,
                        AUTOGRADER_PROTECTED=json.dumps(self._protected))
+            if os.environ.get("AUTOGRADER_NO_LANDLOCK") == "1":
+                env["AUTOGRADER_NO_LANDLOCK"] = "1"
         return [*worker[:3], BOOT.replace("/opt/grader", lib), *worker[4:]], self._scratch, env
 
     def _start(self) -> None:
@@ -272,6 +278,7 @@ class Sandbox:
             raise SandboxError(f"isolation {self.isolation} does not hold here, refusing to grade: "
                                f"{str(ready.get('confined'))[:500]}")
         self.baseline = ready.get("health")
+        self.landlock = ready.get("landlock", "")   # uid-drop only: "on (ABI n)" or "off (why)"
 
     def restart(self) -> None:
         self.restarts += 1
@@ -301,6 +308,9 @@ class Sandbox:
         except (OSError, ValueError):
             self.restart()   # the worker itself died (e.g. chosen by the OOM killer)
             return "the process was killed (out of memory?)"
+        if reply.get("cleanup"):   # leftovers the worker could not remove: contained, reported
+            self.cleanup_notes.append(reply["cleanup"])
+            print(f"grader: {reply['cleanup']}", file=sys.stderr, flush=True)
         if reply.get("health") != self.baseline:
             self.restart()
         if self.cgroup.oom_kills() > ooms:

@@ -2,10 +2,13 @@
 
 Write to a temporary file in the target's own directory (so the rename stays on one file system),
 fsync it, then `os.replace` it over the target, which POSIX makes atomic. The directory is fsynced
-too, so that after a power cut the new name is there, not just the new data.
+too, so that after a power cut the new name is there, not just the new data. On any failure (a full
+disk: ENOSPC at write, flush, fsync or close) the temporary file is removed and the target is left
+as it was; callers decide what a missing report means (batch.py: that student is "not written").
 """
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -30,6 +33,25 @@ def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> Path:
         raise
     fsync_dir(path.parent)
     return path
+
+
+def remove_all(paths) -> list[str]:
+    """Unlink each of `paths` that exists, for a set of files that could not all be written (a
+    full disk): none of them stays to look complete. Returns what could not be removed."""
+    stuck = []
+    for path in paths:
+        try:
+            Path(path).unlink(missing_ok=True)
+        except OSError:
+            stuck.append(str(path))
+    return stuck
+
+
+def why_not_written(exc: OSError) -> str:
+    """One line: "no space left on the disk" for ENOSPC and EDQUOT, else the system's words."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "no space left on the disk"
+    return exc.strerror or str(exc)
 
 
 def remove_durably(path: Path) -> None:

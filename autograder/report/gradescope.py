@@ -54,6 +54,7 @@ def to_gradescope(result: SubmissionResult) -> dict:
             "seed": _common_seed(result.checks),
             "max_score": result.max_score,
             "sandbox": result.sandbox,
+            "filesystem_wall": result.filesystem_wall,
             "warnings": list(result.warnings),
             "builtins": {k: list(v) for k, v in result.builtins.items()},
             "error": result.error,

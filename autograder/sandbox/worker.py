@@ -29,9 +29,10 @@ import signal
 import socket
 import sys
 import tempfile
+import time
 import types
 
-from autograder.sandbox import calls, confine, protocol, tracer
+from autograder.sandbox import calls, confine, landlock, protocol, tracer
 
 PR_SET_CHILD_SUBREAPER = 36
 LEVEL = os.environ.get("AUTOGRADER_ISOLATION", "none")
@@ -127,7 +128,9 @@ def _anon_rss(pids: list[int]) -> int:
     return total
 
 
-def _describe(status: int | None, memory_limit: int = 0) -> dict:
+def _describe(status: int | None, memory_limit: int = 0, disk: str = "") -> dict:
+    if disk:
+        return {"how": f"was killed: {disk}"}
     if memory_limit:
         return {"how": f"was killed: it used more than the {memory_limit / 2**30:g} GiB memory limit"}
     if status is None:
@@ -197,19 +200,33 @@ def _new_scratch() -> str:
     return tempfile.mkdtemp(prefix="submission-")
 
 
-def _reset(scratch: str, modes: dict) -> None:
-    """After the submission's processes are gone: nothing of it may remain for the next one."""
+def _reset(scratch: str, modes: dict) -> dict:
+    """After the submission's processes are gone: nothing of it may remain for the next one.
+
+    Returns the clean-up's report ({"removed", "left", "locked"}); what could not be removed is
+    locked away from the uid and reported, never raised (a student's leftovers cannot stop grading)."""
     if LEVEL == "bubblewrap":
         for path in SANDBOX_WRITABLE:
             confine.wipe(path, int(modes[path], 8))
-        return
+        return {}
     if LEVEL == "uid-drop":
         if not confine.kill_uid(DROP_UID):
             raise RuntimeError(f"processes of uid {DROP_UID} survived")
-        confine.sweep(DROP_UID)
+        # As the uid itself, by descriptors (confine.sweep): root resolves no path a student can change.
+        report = confine.sweep(DROP_UID, DROP_GID, scratch=scratch if os.path.isdir(scratch) else "")
+        if scratch and not report.get("locked"):
+            base = os.open(SCRATCH_BASE, confine.DIR_FLAGS)   # root's, 0711: no student writes here
+            try:
+                os.rmdir(os.path.basename(scratch), dir_fd=base)
+            except FileNotFoundError:
+                pass
+            finally:
+                os.close(base)
+        return report
     if os.path.lexists(scratch):
         confine.wipe(scratch, 0o700)
         os.rmdir(scratch)
+    return {}
 
 
 def self_test(protected: list[str]) -> str:
@@ -272,6 +289,12 @@ def _probe_confinement(protected: list[str], scratch: str) -> str:
             f.write("x")
     except OSError as exc:
         return f"the submission cannot write its own scratch folder: {exc}"
+    if LEVEL == "uid-drop" and landlock.enabled():
+        try:
+            os.listdir("/tmp")
+            return "Landlock is on but the submission could list /tmp (no filesystem wall)"
+        except OSError:
+            pass
     return "ok"
 
 
@@ -284,9 +307,11 @@ def serve(framework: str, ctrl: socket.socket) -> None:
     confined = self_test(protected)
     baseline = health(framework)
     modes = baseline["modes"]
-    ctrl.send(json.dumps({"op": "ready", "pid": os.getpid(), "confined": confined, "health": baseline}).encode())
+    wall = landlock.status() if LEVEL == "uid-drop" else ""
+    ctrl.send(json.dumps({"op": "ready", "pid": os.getpid(), "confined": confined, "health": baseline,
+                          "landlock": wall}).encode())
     statuses: dict[int, int] = {}
-    child, memory_limit, over_memory, scratch = None, 0, 0, ""
+    child, memory_limit, over_memory, scratch, over_disk, disk_at = None, 0, 0, "", "", 0.0
     while True:
         # While a submission runs, look at its memory often: where no cgroup caps it, this does.
         ready, _, _ = select.select([ctrl], [], [], 0.05 if child else 0.5)
@@ -294,6 +319,10 @@ def serve(framework: str, ctrl: socket.socket) -> None:
         if child and memory_limit and not over_memory and child not in statuses:
             if _anon_rss([child, *_descendants(child)]) > memory_limit:
                 over_memory = memory_limit
+                _kill_all_below_me()
+        if child and LEVEL == "uid-drop" and not over_disk and time.monotonic() > disk_at:
+            over_disk, disk_at = _over_disk(scratch), time.monotonic() + 0.25
+            if over_disk:
                 _kill_all_below_me()
         if not ready:
             continue
@@ -316,7 +345,7 @@ def serve(framework: str, ctrl: socket.socket) -> None:
                 finally:
                     os._exit(0)
             os.close(fds[0])
-            memory_limit, over_memory = int(op.get("max_memory_bytes", 0)), 0
+            memory_limit, over_memory, over_disk = int(op.get("max_memory_bytes", 0)), 0, ""
         elif op["op"] == "end":
             # Give a child that is exiting by itself a moment, so its own status is reported.
             for _ in range(op.get("grace_steps", 0)):
@@ -326,16 +355,28 @@ def serve(framework: str, ctrl: socket.socket) -> None:
                 select.select([], [], [], 0.01)
             _kill_all_below_me()
             _reap(statuses)
-            ended = _describe(statuses.pop(child, None), over_memory)
+            ended = _describe(statuses.pop(child, None), over_memory, over_disk)
             try:
-                _reset(scratch, modes)
+                ended["cleanup"] = confine.describe_left(_reset(scratch, modes))
                 ended["health"] = health(framework)
             except Exception as exc:   # noqa: BLE001 (the trusted side restarts us on any doubt)
                 ended["health"] = {"error": str(exc)[:500]}
             _reap(statuses)
             ctrl.send(json.dumps({"op": "ended", **ended}).encode())
             statuses.clear()
-            child, memory_limit, over_memory, scratch = None, 0, 0, ""
+            child, memory_limit, over_memory, scratch, over_disk = None, 0, 0, "", ""
+
+
+def _over_disk(scratch: str) -> str:
+    """Under uid-drop the scratch folder is a plain folder on the host's disk: its total is
+    watched (bubblewrap's /tmp is a tmpfs of the same size). "" or why the submission is killed."""
+    try:
+        used = confine.tree_bytes(scratch)
+    except confine.OverBudget as exc:
+        return f"it made {exc} in its scratch folder"
+    if used > confine.SCRATCH_BYTES:
+        return f"it wrote more than {confine.SCRATCH_BYTES >> 20} MiB to its scratch folder"
+    return ""
 
 
 # ---------------------------------------------------------------- the child: one submission
@@ -382,8 +423,23 @@ def _confine(scratch: str) -> None:
     tempfile.tempdir = scratch
     if LEVEL == "uid-drop":
         confine.drop_to(DROP_UID, DROP_GID)
+        if landlock.enabled():
+            landlock.restrict(*_landlock_paths(scratch))
     if LEVEL != "none":
         confine.load_filter()
+
+
+def _landlock_paths(scratch: str) -> tuple[list[str], list[str]]:
+    """What the uid-drop child may read, and write, under Landlock (see landlock.py)."""
+    import sysconfig
+
+    lib = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(confine.__file__))))
+    python = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+              os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))),
+              *(sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib"))}
+    read_only = [*landlock.SYSTEM, *sorted(python), lib, "/proc", "/sys/devices/system/cpu",
+                 *landlock.READ_ONLY_DEVICES]
+    return read_only, [scratch, os.devnull]
 
 
 def _run_child(sock: socket.socket, framework: str, op: dict, scratch: str) -> None:
