@@ -439,7 +439,10 @@ def _landlock_paths(scratch: str) -> tuple[list[str], list[str]]:
               *(sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib"))}
     read_only = [*landlock.SYSTEM, *sorted(python), lib, "/proc", "/sys/devices/system/cpu",
                  *landlock.READ_ONLY_DEVICES]
-    return read_only, [scratch, os.devnull]
+    # The child's own clear_refs: sandbox/peak.py resets the peak resident set there before each
+    # call. Writable by the student too, as before Landlock (issue 19's breach 5 moves the measure
+    # out of the child); without it every peak under uid-drop read 0.
+    return read_only, [scratch, os.devnull, f"/proc/{os.getpid()}/clear_refs"]
 
 
 def _run_child(sock: socket.socket, framework: str, op: dict, scratch: str) -> None:
