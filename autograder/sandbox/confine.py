@@ -243,16 +243,29 @@ def _open_dir(name: str, parent: int) -> int:
 def empty_dir(top: int, budget: Budget) -> int:
     """Remove everything inside the open folder `top`: by file descriptors only (unlinkat, openat
     with O_NOFOLLOW, scandir of a descriptor), iteratively, within `budget`. Returns the count
-    removed; raises OverBudget or OSError with what is left still in place."""
-    stack: list[tuple[int, str]] = [(top, "")]
+    removed; raises OverBudget or OSError with what is left still in place.
+
+    Never crosses into another file system: a mount point inside `top` (under bubblewrap, the
+    read-only binds of a Python that lives under /tmp sit inside the /tmp tmpfs) is left alone,
+    and so are the folders that hold it."""
+    top_dev = os.fstat(top).st_dev
+    stack: list[list] = [[top, "", set()]]   # [fd, name, names left in place: mounts and their holders]
     removed = 0
     try:
         while stack:
-            fd = stack[-1][0]
+            fd, _, kept = stack[-1]
             deeper = None
             with os.scandir(fd) as entries:
                 for entry in entries:
+                    if entry.name in kept:
+                        continue
                     budget.tick()
+                    try:
+                        if entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_dev != top_dev:
+                            kept.add(entry.name)   # a mount point: not ours to empty
+                            continue
+                    except OSError:
+                        pass
                     try:
                         os.unlink(entry.name, dir_fd=fd)
                         removed += 1
@@ -263,19 +276,22 @@ def empty_dir(top: int, budget: Budget) -> int:
                         pass
                     if len(stack) >= budget.depth:
                         raise OverBudget(f"deeper than {budget.depth} levels")
-                    deeper = (_open_dir(entry.name, fd), entry.name)
+                    deeper = [_open_dir(entry.name, fd), entry.name, set()]
                     break
             if deeper:
                 stack.append(deeper)
                 continue
-            fd, name = stack.pop()
+            fd, name, kept = stack.pop()
             if stack:
                 os.close(fd)
+                if kept:   # emptied around a mount point: the folder itself stays
+                    stack[-1][2].add(name)
+                    continue
                 os.rmdir(name, dir_fd=stack[-1][0])
                 removed += 1
     finally:
-        for fd, _ in stack[1:]:
-            os.close(fd)
+        for frame in stack[1:]:
+            os.close(frame[0])
     return removed
 
 
