@@ -95,6 +95,41 @@ def test_breach1_the_cleaner_is_the_uid_not_root(tmp_path):
 
 
 @root_only
+@root_only
+def test_the_wipe_never_crosses_into_a_mounted_file_system(tmp_path):
+    """Under bubblewrap, a Python that lives under /tmp is bound read-only inside the /tmp tmpfs:
+    the wipe of /tmp must leave that mount (and the folders holding it) alone, not fail on it
+    (a clone in /tmp/fresh failed every bubblewrap worker this way)."""
+    top = tmp_path / "tmp"
+    top.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(top)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        inner = top / "clone" / ".venv"
+        inner.mkdir(parents=True)
+        (top / "clone" / "student.txt").write_text("left behind")
+        (top / "junk").mkdir()
+        (top / "junk" / "f").write_text("x")
+        keep = tmp_path / "python"
+        keep.mkdir()
+        (keep / "etc").write_text("the interpreter's file")
+        subprocess.run(["mount", "--bind", "-o", "ro", str(keep), str(inner)], check=True)
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(inner)], check=True)
+        try:
+            fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                confine.empty_dir(fd, confine.Budget())
+            finally:
+                os.close(fd)
+            assert (inner / "etc").read_text() == "the interpreter's file"
+            assert sorted(p.name for p in top.iterdir()) == ["clone"]          # junk is gone
+            assert sorted(p.name for p in (top / "clone").iterdir()) == [".venv"]   # the holder stays
+        finally:
+            subprocess.run(["umount", str(inner)])
+    finally:
+        subprocess.run(["umount", str(top)])
+
+
 def test_breach2_a_1500_level_tree_is_removed_without_recursion(tmp_path):
     ww = _world_writable(tmp_path)
     top = ww / "deep"
