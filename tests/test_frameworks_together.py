@@ -42,6 +42,20 @@ def test_with_onednn_off_the_tf_reference_is_right_beside_torch():
     assert done.returncode == 0 and "FAILED: []" in done.stdout, (done.stdout[-2000:], done.stderr[-2000:])
 
 
+def _cpu() -> str:
+    try:
+        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return "unknown"
+
+
 def test_with_onednn_on_it_is_not_which_is_why_the_suite_turns_it_off():
+    """The clash depends on the processor: it showed on the machines this was found on, and on
+    2026-12-07's AMD EPYC machine the same script (and the suite of 856a231) came out right. Where
+    it does not show, that is said (a skip naming the CPU), never taken as a reason to turn the
+    setting back on; where it shows, this asserts it."""
     done = run("1")
+    if done.returncode == 0 and "FAILED: []" in done.stdout:
+        pytest.skip(f"the oneDNN clash does not reproduce on this CPU ({_cpu()}); the suite keeps "
+                    "TF_ENABLE_ONEDNN_OPTS=0 for the machines where it does")
     assert done.returncode != 0 or "FAILED: []" not in done.stdout, done.stdout[-2000:]
