@@ -236,12 +236,17 @@ def _rows(path: Path) -> list[list[str]]:
     return list(csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"), newline="")))
 
 
-def test_canvas_fills_one_column_matches_exactly_and_lists_the_rest(graded_for_lms, tmp_path, capsys):
-    book = tmp_path / "export.csv"
-    book.write_text(CANVAS, encoding="utf-8")
-    out = tmp_path / "import.csv"
-    assert cli.main(["lms", "canvas", str(graded_for_lms), "--gradebook", str(book), "--assignment",
+def _canvas(graded: Path, tmp_path: Path, export: str) -> tuple[Path, Path]:
+    """The Canvas export written out, and `lms canvas` run on it; (export, import) paths."""
+    book, out = tmp_path / "export.csv", tmp_path / "import.csv"
+    book.write_text(export, encoding="utf-8")
+    assert cli.main(["lms", "canvas", str(graded), "--gradebook", str(book), "--assignment",
                      "Attention ch02", "--match", "SIS Login ID", "--out", str(out)]) == 0
+    return book, out
+
+
+def test_canvas_fills_one_column_matches_exactly_and_lists_the_rest(graded_for_lms, tmp_path, capsys):
+    book, out = _canvas(graded_for_lms, tmp_path, CANVAS)
     before, after = _rows(book), _rows(out)
     assert out.read_bytes().startswith(b"\xef\xbb\xbf")
     assert len(before) == len(after) and before[0] == after[0]
@@ -258,10 +263,7 @@ def test_canvas_fills_one_column_matches_exactly_and_lists_the_rest(graded_for_l
 
 
 def test_canvas_warns_when_points_possible_is_not_the_graders_maximum(graded_for_lms, tmp_path, capsys):
-    book = tmp_path / "export.csv"
-    book.write_text(CANVAS.replace("66.00", "100.00"), encoding="utf-8")
-    assert cli.main(["lms", "canvas", str(graded_for_lms), "--gradebook", str(book), "--assignment",
-                     "Attention ch02", "--match", "SIS Login ID", "--out", str(tmp_path / "i.csv")]) == 0
+    _canvas(graded_for_lms, tmp_path, CANVAS.replace("66.00", "100.00"))
     assert "worth 100 points in Canvas" in " ".join(capsys.readouterr().err.split())
 
 
