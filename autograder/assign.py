@@ -25,7 +25,7 @@ from pathlib import Path
 
 import nbformat
 
-from autograder import chapters, notebooks
+from autograder import chapters, examples, notebooks
 
 BEGIN = "# BEGIN SOLUTION"
 END = "# END SOLUTION"
@@ -111,6 +111,11 @@ def student_view(master, chapter: str, framework: str):
         elif _MARKER_ANYWHERE.search(cell.source):
             raise AssignError(f"cell {index}: solution markers in a {cell.cell_type} cell; "
                               "only code cells may contain solutions")
+        else:   # worked examples: the oracle's numbers (examples.py)
+            try:
+                cell.source = examples.fill(cell.source, chapter, f"cell {index}")
+            except examples.ExampleError as exc:
+                raise AssignError(str(exc)) from None
         for key in _CLEARED_CELL_METADATA:
             cell.metadata.pop(key, None)
         cells.append(cell)
