@@ -276,6 +276,8 @@ _CHAPTERS = (
         "linear_attention",
         "decode_step",
         "grouped_query_attention",
+        "split_kv_decode",
+        "paged_attention",
     ), limits=Limits(
         # flash_attention's memory check runs one long sequence (8192 tokens): a version that
         # materialises its 256 MiB score matrix holds about three of them at once (scores,

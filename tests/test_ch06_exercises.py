@@ -283,6 +283,111 @@ def grouped_query_attention(queries, keys, values, mask=None):
     weights = torch.softmax(scores, -1)
     return weights @ values, weights
 """),
+    ("split_kv_decode", "torch", "chunks merged without moving them to a common maximum", """
+def split_kv_decode(query, keys, values, num_splits):
+    l, acc = 0, 0
+    for k, v in zip(torch.tensor_split(keys, num_splits, -2), torch.tensor_split(values, num_splits, -2)):
+        if k.shape[-2]:
+            s = query @ k.transpose(-2, -1) / math.sqrt(query.shape[-1])
+            p = torch.exp(s - s.amax(-1, keepdim=True))
+            l, acc = l + p.sum(-1, keepdim=True), acc + p @ v
+    return acc / l
+"""),
+    ("split_kv_decode", "tf", "chunks merged without moving them to a common maximum", """
+def split_kv_decode(query, keys, values, num_splits):
+    base, extra = divmod(keys.shape[-2], num_splits)
+    sizes = [base + 1] * extra + [base] * (num_splits - extra)
+    l, acc = 0.0, 0.0
+    for k, v in zip(tf.split(keys, sizes, axis=-2), tf.split(values, sizes, axis=-2)):
+        if k.shape[-2]:
+            s = tf.matmul(query, k, transpose_b=True) / math.sqrt(query.shape[-1])
+            p = tf.exp(s - tf.reduce_max(s, -1, keepdims=True))
+            l, acc = l + tf.reduce_sum(p, -1, keepdims=True), acc + tf.matmul(p, v)
+    return acc / l
+"""),
+    ("split_kv_decode", "torch", "each chunk normalised first: an empty chunk gives NaN", """
+def split_kv_decode(query, keys, values, num_splits):
+    outs, lses = [], []
+    for k, v in zip(torch.tensor_split(keys, num_splits, -2), torch.tensor_split(values, num_splits, -2)):
+        s = query @ k.transpose(-2, -1) / math.sqrt(query.shape[-1])
+        m = s.amax(-1, keepdim=True) if k.shape[-2] else torch.full((*s.shape[:-1], 1), -math.inf)
+        p = torch.exp(s - m)
+        outs.append((p @ v) / p.sum(-1, keepdim=True))
+        lses.append(m + torch.log(p.sum(-1, keepdim=True)))
+    lse = torch.stack(lses)
+    w = torch.exp(lse - lse.amax(0, keepdim=True))
+    return (w * torch.stack(outs)).sum(0) / w.sum(0)
+"""),
+    ("split_kv_decode", "tf", "the remainder dropped: chunks of n_k // num_splits keys", """
+def split_kv_decode(query, keys, values, num_splits):
+    size = keys.shape[-2] // num_splits
+    keys, values = keys[..., : size * num_splits, :], values[..., : size * num_splits, :]
+    s = tf.matmul(query, keys, transpose_b=True) / math.sqrt(query.shape[-1])
+    return tf.matmul(tf.nn.softmax(s, -1), values)
+"""),
+    ("split_kv_decode", "torch", "no 1/sqrt(d_k) scale", """
+def split_kv_decode(query, keys, values, num_splits):
+    return torch.softmax(query @ keys.transpose(-2, -1), -1) @ values
+"""),
+    ("paged_attention", "torch", "pages concatenated in the pool's order, not the table's", """
+def paged_attention(query, key_pages, value_pages, block_table, lengths):
+    page_size, outs = key_pages.shape[1], []
+    for b in range(query.shape[0]):
+        n = int(lengths[b])
+        pages = torch.sort(block_table[b, : (n + page_size - 1) // page_size]).values
+        k = key_pages[pages].reshape(-1, key_pages.shape[-1])[:n]
+        v = value_pages[pages].reshape(-1, value_pages.shape[-1])[:n]
+        outs.append(torch.softmax(query[b] @ k.T / math.sqrt(k.shape[-1]), -1) @ v if n else torch.zeros(1, v.shape[-1]))
+    return torch.stack(outs)
+"""),
+    ("paged_attention", "tf", "pages concatenated in the pool's order, not the table's", """
+def paged_attention(query, key_pages, value_pages, block_table, lengths):
+    page_size, outs = key_pages.shape[1], []
+    for b in range(query.shape[0]):
+        n = int(lengths[b])
+        pages = tf.sort(block_table[b, : (n + page_size - 1) // page_size])
+        k = tf.reshape(tf.gather(key_pages, pages), (-1, key_pages.shape[-1]))[:n]
+        v = tf.reshape(tf.gather(value_pages, pages), (-1, value_pages.shape[-1]))[:n]
+        outs.append(tf.matmul(tf.nn.softmax(tf.matmul(query[b], k, transpose_b=True) / math.sqrt(k.shape[-1]), -1), v)
+                    if n else tf.zeros((1, value_pages.shape[-1])))
+    return tf.stack(outs)
+"""),
+    ("paged_attention", "torch", "whole pages read: rows past lengths[b] attended", """
+def paged_attention(query, key_pages, value_pages, block_table, lengths):
+    page_size, outs = key_pages.shape[1], []
+    for b in range(query.shape[0]):
+        n = int(lengths[b])
+        pages = block_table[b, : (n + page_size - 1) // page_size]
+        k = key_pages[pages].reshape(-1, key_pages.shape[-1])
+        v = value_pages[pages].reshape(-1, value_pages.shape[-1])
+        outs.append(torch.softmax(query[b] @ k.T / math.sqrt(k.shape[-1]), -1) @ v if n else torch.zeros(1, v.shape[-1]))
+    return torch.stack(outs)
+"""),
+    ("paged_attention", "tf", "every listed page read, -1 entries included (the pool's last page)", """
+def paged_attention(query, key_pages, value_pages, block_table, lengths):
+    outs = []
+    for b in range(query.shape[0]):
+        n = int(lengths[b])
+        pages = tf.where(block_table[b] < 0, key_pages.shape[0] - 1, block_table[b])
+        k = tf.reshape(tf.gather(key_pages, pages), (-1, key_pages.shape[-1]))
+        v = tf.reshape(tf.gather(value_pages, pages), (-1, value_pages.shape[-1]))
+        outs.append(tf.matmul(tf.nn.softmax(tf.matmul(query[b], k, transpose_b=True) / math.sqrt(k.shape[-1]), -1), v)
+                    if n else tf.zeros((1, value_pages.shape[-1])))
+    return tf.stack(outs)
+"""),
+    ("paged_attention", "torch", "a sequence of length 0 gives NaN", """
+def paged_attention(query, key_pages, value_pages, block_table, lengths):
+    page_size, outs = key_pages.shape[1], []
+    for b in range(query.shape[0]):
+        n = int(lengths[b])
+        pages = block_table[b, : (n + page_size - 1) // page_size]
+        k = key_pages[pages].reshape(-1, key_pages.shape[-1])[:n]
+        v = value_pages[pages].reshape(-1, value_pages.shape[-1])[:n]
+        s = query[b] @ k.T / math.sqrt(k.shape[-1])
+        p = torch.exp(s - (s.amax(-1, keepdim=True) if n else 0))
+        outs.append(p @ v / p.sum(-1, keepdim=True))
+    return torch.stack(outs)
+"""),
 ]
 
 # helpers the mutants build on: the master's own functions under other names
@@ -525,6 +630,77 @@ def grouped_query_attention(queries, keys, values, mask=None):
     weights = tf.where(tf.math.is_nan(tf.nn.softmax(scores)), 0.0, tf.nn.softmax(scores))
     out = tf.einsum("bhgqk,bhkv->bhgqv", tf.reshape(weights, (B, H_kv, H_q // H_kv, n_q, -1)), values)
     return tf.reshape(out, (B, H_q, n_q, -1)), weights
+"""),
+    ("split_kv_decode", "torch", """
+def split_kv_decode(query, keys, values, num_splits):
+    # another chunking by hand (divmod), every partial kept, merged at the end by their log-sum-exps
+    base, extra = divmod(keys.shape[-2], num_splits)
+    start, outs, lses = 0, [], []
+    for i in range(num_splits):
+        stop = start + base + (i < extra)
+        if stop > start:
+            s = torch.einsum("...qd,...kd->...qk", query, keys[..., start:stop, :]) / math.sqrt(query.shape[-1])
+            lse = torch.logsumexp(s, -1, keepdim=True)
+            outs.append(torch.exp(s - lse) @ values[..., start:stop, :])
+            lses.append(lse)
+        start = stop
+    lse = torch.stack(lses)
+    w = torch.softmax(lse, 0)
+    return (w * torch.stack(outs)).sum(0)
+"""),
+    ("split_kv_decode", "tf", """
+def split_kv_decode(query, keys, values, num_splits):
+    # chunks folded one by one with the chapter's merge rule on (m, l) and a rescaled accumulator
+    base, extra = divmod(keys.shape[-2], num_splits)
+    m, l, acc, start = None, None, None, 0
+    for i in range(num_splits):
+        stop = start + base + (i < extra)
+        if stop == start:
+            continue
+        s = tf.matmul(query, keys[..., start:stop, :], transpose_b=True) / math.sqrt(query.shape[-1])
+        m_c = tf.reduce_max(s, -1, keepdims=True)
+        p = tf.exp(s - m_c)
+        l_c, o_c = tf.reduce_sum(p, -1, keepdims=True), tf.matmul(p, values[..., start:stop, :])
+        if m is None:
+            m, l, acc = m_c, l_c, o_c
+        else:
+            m_new = tf.maximum(m, m_c)
+            acc = acc * tf.exp(m - m_new) + o_c * tf.exp(m_c - m_new)
+            l = l * tf.exp(m - m_new) + l_c * tf.exp(m_c - m_new)
+            m = m_new
+        start = stop
+    return acc / l
+"""),
+    ("paged_attention", "torch", """
+def paged_attention(query, key_pages, value_pages, block_table, lengths):
+    # all at once: gather every table entry (-1 clipped to page 0), mask the positions past lengths
+    page_size = key_pages.shape[1]
+    pages = block_table.clamp(min=0).long()                                   # (B, max_pages)
+    k = key_pages[pages].reshape(pages.shape[0], -1, key_pages.shape[-1])     # (B, max_pages * page_size, d_k)
+    v = value_pages[pages].reshape(pages.shape[0], -1, value_pages.shape[-1])
+    s = query @ k.transpose(-2, -1) / math.sqrt(query.shape[-1])             # (B, 1, max_pages * page_size)
+    visible = torch.arange(k.shape[1])[None, None, :] < lengths.long()[:, None, None]
+    s = s.masked_fill(~visible, -math.inf)
+    top = s.amax(-1, keepdim=True)
+    e = torch.exp(s - torch.where(torch.isinf(top), torch.zeros_like(top), top))
+    total = e.sum(-1, keepdim=True)
+    return torch.where(total > 0, (e @ v) / total.clamp(min=1e-30), torch.zeros(()))
+"""),
+    ("paged_attention", "tf", """
+def paged_attention(query, key_pages, value_pages, block_table, lengths):
+    # row by row: walk the positions 0 .. lengths[b] - 1 through the table
+    page_size, outs = key_pages.shape[1], []
+    table, lengths = block_table.numpy(), lengths.numpy()
+    for b in range(query.shape[0]):
+        rows = [(int(table[b, i // page_size]), i % page_size) for i in range(int(lengths[b]))]
+        if not rows:
+            outs.append(tf.zeros((1, value_pages.shape[-1])))
+            continue
+        k = tf.stack([key_pages[p, r] for p, r in rows])
+        v = tf.stack([value_pages[p, r] for p, r in rows])
+        w = tf.nn.softmax(tf.matmul(query[b], k, transpose_b=True) / math.sqrt(k.shape[-1]), -1)
+        outs.append(tf.matmul(w, v))
+    return tf.stack(outs)
 """),
 ]
 

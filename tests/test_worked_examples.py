@@ -6,12 +6,14 @@ registered.
 """
 from __future__ import annotations
 
+import inspect
 import re
 
 import numpy as np
 import pytest
 
 from autograder import assign, chapters, examples, notebooks
+from autograder.sandbox import convert
 
 ASSIGNMENTS = chapters.assignments()
 # A result typed by hand: a number with three or more decimals (inputs are small integers or given).
@@ -63,19 +65,21 @@ def test_student_view_has_every_template_filled(chapter, framework):
     assert not templates(view), f"{chapter} {framework}: unfilled templates {templates(view)}"
 
 
-def _to_framework(value, framework):
+# Arguments that hold integers (indices, lengths, ids); every other array is float32, as the checks send.
+INTEGER_ARGUMENTS = {"valid_lens", "tgt_valid_lens", "src_valid_lens", "parents", "segment_ids", "tokens",
+                     "block_table", "lengths"}
+
+
+def _to_framework(value, framework, integer=False):
     """A template's argument as the student's function receives it: a framework tensor."""
     if isinstance(value, (bool, int, float, str)) or value is None:
         return value
     if isinstance(value, tuple):
         return tuple(_to_framework(item, framework) for item in value)
     array = np.asarray(value)
-    array = array if array.dtype == bool else array.astype(np.float32)
-    if framework == "torch":
-        import torch
-        return torch.from_numpy(np.ascontiguousarray(array))
-    import tensorflow as tf
-    return tf.constant(array)
+    if array.dtype != bool:
+        array = array.astype(np.int64 if integer else np.float32)
+    return convert.to_framework(array, framework)
 
 
 def _to_numpy(value):
@@ -99,8 +103,12 @@ def test_the_reference_solution_prints_the_same_examples(chapter, framework):
     oracle_names = [name for name in scope if name in solved and callable(solved[name])]
 
     def wrapped(function):
-        return lambda *args, **kwargs: _to_numpy(function(*(_to_framework(a, framework) for a in args),
-                                                          **{k: _to_framework(v, framework) for k, v in kwargs.items()}))
+        def call(*args, **kwargs):
+            bound = inspect.signature(function).bind(*args, **kwargs)
+            given = {name: _to_framework(value, framework, name in INTEGER_ARGUMENTS)
+                     for name, value in bound.arguments.items()}
+            return _to_numpy(function(**given))
+        return call
 
     student_scope = {**scope, **{name: wrapped(solved[name]) for name in oracle_names}}
     for index, body in found:

@@ -431,3 +431,138 @@ def test_gqa_scale(student, oracle, rng):
     """d_k = 64: the scores are divided by sqrt(d_k)"""
     args = _gqa_inputs(rng, 1, 4, 1, 3, 6, 64, 2)
     _gqa(student, oracle, args, hint="the scores are Q K^T / sqrt(d_k), with d_k the queries' last size.")
+
+
+# --- split_kv_decode -------------------------------------------------------------------------------
+
+SPLIT_HINT = ("cut the n_k keys into num_splits contiguous chunks (sizes differ by at most one); per chunk "
+              "keep its maximum m, its sum l = sum exp(s - m) and its unnormalised output sum exp(s - m) v; "
+              "merge chunks by moving each to the common maximum (multiply l and the output by exp(m - m_new)), "
+              "divide by l at the end.")
+EMPTY_CHUNK_HINT = ("with num_splits > n_k some chunks are empty: their part is (m = -inf, l = 0, output 0) and "
+                    "must leave the others unchanged, not give NaN (shift by 0 where both maxima are -inf).")
+
+
+def _split(student, oracle, query, keys, values, num_splits, hint=SPLIT_HINT):
+    got = student.split_kv_decode(query, keys, values, num_splits)
+    want = oracle.split_kv_decode(query, keys, values, num_splits)
+    assert_shape(got, want.shape)
+    assert_close_or_hint(got, want, "output", hint, atol=2e-5, rtol=2e-4)
+
+
+@check("split_kv_decode", points=1, public=True)
+def test_split_worked_example(student, oracle, rng):
+    """matches the worked example: one query over 5 keys in 2 chunks"""
+    query = np.array([[1, 0]], np.float32)
+    keys = np.array([[1, 0], [0, 1], [1, 1], [-1, 0], [0, 0]], np.float32)
+    values = np.array([[1], [2], [3], [4], [5]], np.float32)
+    _split(student, oracle, query, keys, values, 2)
+
+
+@check("split_kv_decode", points=1, public=True)
+def test_split_shape(student, oracle, rng):
+    """a (2, 3, 1, 4) query over (2, 3, 10, 4) keys and (2, 3, 10, 6) values, 3 chunks, gives (2, 3, 1, 6)"""
+    _split(student, oracle, _normal(rng, 2, 3, 1, 4), _normal(rng, 2, 3, 10, 4), _normal(rng, 2, 3, 10, 6), 3)
+
+
+@check("split_kv_decode", points=2)
+def test_split_rescales_each_chunk(student, oracle, rng):
+    """chunks whose maxima differ by far (one chunk's scores near +30, another's near -30): every partial
+    sum and output moved to the common maximum"""
+    query, keys = _normal(rng, 2, 1, 8), _normal(rng, 2, 24, 8)
+    norm = np.linalg.norm(query, axis=-1, keepdims=True)                  # (2, 1, 1)
+    shift = (30.0 * np.sqrt(8) / norm) * (query / norm)                   # q . shift / sqrt(8) = 30
+    keys[:, 8:16] += shift[:, 0][:, None, :]
+    keys[:, 16:] -= shift[:, 0][:, None, :]
+    values = _normal(rng, 2, 24, 5)
+    for splits in (3, 4, 5):
+        _split(student, oracle, query, keys, values, splits)
+
+
+@check("split_kv_decode", points=1)
+def test_split_more_chunks_than_keys(student, oracle, rng):
+    """num_splits = 7 over 4 keys (three empty chunks) and num_splits = 1: no NaN, the same output"""
+    query, keys, values = _normal(rng, 3, 1, 4), _normal(rng, 3, 4, 4), _normal(rng, 3, 4, 2)
+    _split(student, oracle, query, keys, values, 7, EMPTY_CHUNK_HINT)
+    _split(student, oracle, query, keys, values, 1)
+
+
+@check("split_kv_decode", points=1)
+def test_split_long_cache_large_scores(student, oracle, rng):
+    """a 1000-key cache in 8 chunks (sizes 125), then 7 chunks (sizes 143 and 142), scores of about 1e3"""
+    query, keys, values = _normal(rng, 1, 16, scale=8.0), _normal(rng, 1000, 16, scale=8.0), _normal(rng, 1000, 3)
+    for splits in (8, 7):
+        _split(student, oracle, query, keys, values, splits)
+
+
+# --- paged_attention ---------------------------------------------------------------------------------
+
+PAGED_HINT = ("sequence b's keys are key_pages[block_table[b, 0]], key_pages[block_table[b, 1]], ... "
+              "concatenated in the table's order, then only the first lengths[b] rows; attend its query to "
+              "them (scores scaled by 1/sqrt(d_k)).")
+PAGED_LENGTH_HINT = ("rows past lengths[b] (the tail of its last page, and pages after it, and -1 entries) "
+                     "are not sequence b's: never read them; a sequence of length 0 gives zeros, not NaN.")
+
+
+def _pool(rng, pages, page_size, d_k, d_v):
+    """A shared pool of random key and value pages: (pages, page_size, d_k), (pages, page_size, d_v)."""
+    return _normal(rng, pages, page_size, d_k), _normal(rng, pages, page_size, d_v)
+
+
+def _paged(student, oracle, query, key_pages, value_pages, table, lengths, hint=PAGED_HINT):
+    table, lengths = np.asarray(table, np.int64), np.asarray(lengths, np.int64)
+    got = student.paged_attention(query, key_pages, value_pages, table, lengths)
+    want = oracle.paged_attention(query, key_pages, value_pages, table, lengths)
+    assert_shape(got, want.shape)
+    assert_close_or_hint(got, want, "output", hint, atol=2e-5, rtol=2e-4)
+
+
+@check("paged_attention", points=1, public=True)
+def test_paged_worked_example(student, oracle, rng):
+    """matches the worked example: two sequences in a pool of 4 pages of 2 rows"""
+    key_pages = np.array([[[1, 0], [0, 1]], [[1, 1], [0, 0]], [[2, 0], [0, 2]], [[-1, 0], [0, -1]]], np.float32)
+    value_pages = np.array([[[1], [2]], [[3], [4]], [[5], [6]], [[7], [8]]], np.float32)
+    query = np.array([[[1, 0]], [[0, 1]]], np.float32)
+    _paged(student, oracle, query, key_pages, value_pages, [[2, 0], [1, -1]], [3, 2])
+
+
+@check("paged_attention", points=1, public=True)
+def test_paged_shape(student, oracle, rng):
+    """3 sequences, a pool of 6 pages of 4 rows, d_k = 8, d_v = 5: (3, 1, 5)"""
+    key_pages, value_pages = _pool(rng, 6, 4, 8, 5)
+    _paged(student, oracle, _normal(rng, 3, 1, 8), key_pages, value_pages,
+           [[0, 1], [2, 3], [4, 5]], [8, 8, 8])
+
+
+@check("paged_attention", points=2)
+def test_paged_table_order(student, oracle, rng):
+    """pages listed out of the pool's order ([4, 1, 3]) and shared between sequences (a common prompt):
+    keys concatenated in the table's order, not the pool's"""
+    key_pages, value_pages = _pool(rng, 6, 4, 6, 3)
+    query = _normal(rng, 3, 1, 6, scale=2.0)
+    table = [[4, 1, 3], [4, 1, 0], [5, 2, 1]]
+    _paged(student, oracle, query, key_pages, value_pages, table, [12, 12, 12])
+
+
+@check("paged_attention", points=2)
+def test_paged_lengths(student, oracle, rng):
+    """lengths that end inside a page, tables listing more pages than the length needs, -1 entries, a
+    sequence of length 0; every unused row holds large values"""
+    key_pages, value_pages = _pool(rng, 8, 4, 4, 2)
+    table = np.array([[3, 5, 6, -1], [0, 7, 2, 4], [1, -1, -1, -1], [6, -1, -1, -1]])
+    lengths = np.array([9, 5, 3, 0])
+    used = np.zeros((8, 4), bool)
+    for b, n in enumerate(lengths):
+        for i in range(int(n)):
+            used[table[b, i // 4], i % 4] = True
+    key_pages[~used] = 40.0                                               # stale rows: large scores if read
+    value_pages[~used] = 1e3
+    _paged(student, oracle, _normal(rng, 4, 1, 4), key_pages, value_pages, table, lengths, PAGED_LENGTH_HINT)
+
+
+@check("paged_attention", points=1)
+def test_paged_scale(student, oracle, rng):
+    """d_k = 64 and one page of 16 rows per sequence: scores divided by sqrt(d_k)"""
+    key_pages, value_pages = _pool(rng, 3, 16, 64, 2)
+    _paged(student, oracle, _normal(rng, 2, 1, 64, scale=2.0), key_pages, value_pages, [[2], [0]], [16, 11],
+           "the scores are q k^T / sqrt(d_k), with d_k the query's last size.")

@@ -1,4 +1,4 @@
-"""Chapter 06 (efficiency): the NumPy reference for its six exercises.
+"""Chapter 06 (efficiency): the NumPy reference for its eight exercises.
 
 Each function follows `../shared/CONTRACT.md` ("06_efficiency") word for word:
 - `merge_softmax_stats(m1, l1, m2, l2)` -> `(m, l)`; two empty parts `(-inf, 0)` give `(-inf, 0)`;
@@ -11,7 +11,9 @@ Each function follows `../shared/CONTRACT.md` ("06_efficiency") word for word:
 - `linear_attention(queries, keys, values, causal=False)`, feature map `elu(x) + 1`;
 - `decode_step(query, key, value, cache=None)` -> `(output (..., 1, d_v), (keys, values))`;
 - `grouped_query_attention(queries, keys, values, mask=None)` -> `(output, weights)`, query head
-  `h` reading key/value head `h // (H_q // H_kv)`.
+  `h` reading key/value head `h // (H_q // H_kv)`;
+- `split_kv_decode(query, keys, values, num_splits)` -> `output (..., 1, d_v)` (Flash-Decoding);
+- `paged_attention(query, key_pages, value_pages, block_table, lengths)` -> `output (B, 1, d_v)`.
 
 Everything is computed in float64 (loops where a loop is the definition) and cast to float32.
 """
@@ -128,3 +130,31 @@ def grouped_query_attention(queries, keys, values, mask=None):
                                        None if allowed is None else allowed[:, h])
         output[:, h], weights[:, h] = out_h, w_h
     return output.astype(np.float32), weights.astype(np.float32)
+
+
+def split_kv_decode(query, keys, values, num_splits: int):
+    """`output (..., 1, d_v)`: scaled dot-product attention of one query over all keys. The oracle
+    computes it whole; `num_splits` (chunks of the cache, Flash-Decoding) changes nothing in exact
+    arithmetic and is accepted only to be checked (>= 1)."""
+    if int(num_splits) < 1:
+        raise ValueError("num_splits must be at least 1")
+    output, _, _ = _attention_lse(query, keys, values)
+    return output.astype(np.float32)
+
+
+def paged_attention(query, key_pages, value_pages, block_table, lengths):
+    """`output (B, 1, d_v)`: sequence b's keys are the rows of its pages, in block-table order, first
+    `lengths[b]` only; scaled dot-product attention of its query over them; length 0 gives zeros."""
+    q, kp, vp = _f64(query), _f64(key_pages), _f64(value_pages)
+    table, lengths = np.asarray(block_table, np.int64), np.asarray(lengths, np.int64)
+    batch, page_size = q.shape[0], kp.shape[1]
+    output = np.zeros((batch, 1, vp.shape[-1]))
+    for b in range(batch):
+        n = int(lengths[b])
+        if n == 0:
+            continue
+        pages = table[b, : -(-n // page_size)]                               # the pages holding n rows
+        keys = np.concatenate([kp[p] for p in pages])[:n]                    # (n, d_k), in table order
+        vals = np.concatenate([vp[p] for p in pages])[:n]                    # (n, d_v)
+        output[b], _, _ = _attention_lse(q[b], keys, vals)
+    return output.astype(np.float32)
