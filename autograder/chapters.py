@@ -278,6 +278,7 @@ _CHAPTERS = (
         "grouped_query_attention",
         "split_kv_decode",
         "paged_attention",
+        "flash_attention_backward",
     ), limits=Limits(
         # flash_attention's memory check runs one long sequence (8192 tokens): a version that
         # materialises its 256 MiB score matrix holds about three of them at once (scores,
@@ -286,7 +287,7 @@ _CHAPTERS = (
         memory_mb=3072,
         # TensorFlow's eager loop over blocks takes a few seconds at that length on a busy CPU
         submission_seconds=600.0,
-    ), seed=6),
+    ), no_autograd=("flash_attention_backward",), seed=6),
     Chapter("07_outlook", "Outlook"),
 )
 _BY_SLUG = {c.slug: c for c in _CHAPTERS}

@@ -32,6 +32,7 @@ CHAPTER = "06_efficiency"
 EXERCISES = chapter(CHAPTER).exercises
 FRAMEWORKS = ("torch", "tf")
 MEMORY_CHECK = "flash_attention: " + checks.test_flash_memory.__doc__.strip().splitlines()[0]
+BACKWARD_MEMORY_CHECK = "flash_attention_backward: " + checks.test_backward_memory.__doc__.strip().splitlines()[0]
 
 checks_of, _master_namespace, namespace_with, failed_checks = shared.bound(CHAPTER)
 
@@ -388,6 +389,38 @@ def paged_attention(query, key_pages, value_pages, block_table, lengths):
         outs.append(p @ v / p.sum(-1, keepdim=True))
     return torch.stack(outs)
 """),
+    ("flash_attention_backward", "torch", "no 1/sqrt(d_k) in dK", """
+def flash_attention_backward(queries, keys, values, output, lse, grad_output, block_size=64, causal=False):
+    dq, dk, dv = reference_backward(queries, keys, values, output, lse, grad_output, block_size, causal)
+    return dq, dk * math.sqrt(queries.shape[-1]), dv
+"""),
+    ("flash_attention_backward", "tf", "no 1/sqrt(d_k) in dQ", """
+def flash_attention_backward(queries, keys, values, output, lse, grad_output, block_size=64, causal=False):
+    dq, dk, dv = reference_backward(queries, keys, values, output, lse, grad_output, block_size, causal)
+    return dq * math.sqrt(queries.shape[-1]), dk, dv
+"""),
+    ("flash_attention_backward", "torch", "the causal mask forgotten when P is recomputed", """
+def flash_attention_backward(queries, keys, values, output, lse, grad_output, block_size=64, causal=False):
+    return reference_backward(queries, keys, values, output, lse, grad_output, block_size, False)
+"""),
+    ("flash_attention_backward", "tf", "D taken as rowsum(dO) instead of rowsum(dO * O)", """
+def flash_attention_backward(queries, keys, values, output, lse, grad_output, block_size=64, causal=False):
+    return reference_backward(queries, keys, values, tf.ones_like(output), lse, grad_output, block_size, causal)
+"""),
+    ("flash_attention_backward", "torch", "NaN on rows that see no key (exp(S - lse) with lse = -inf)", """
+def flash_attention_backward(queries, keys, values, output, lse, grad_output, block_size=64, causal=False):
+    n_q, n_k, scale = queries.shape[-2], keys.shape[-2], 1 / math.sqrt(queries.shape[-1])
+    s = queries @ keys.transpose(-2, -1) * scale
+    p = torch.exp(s - lse.unsqueeze(-1))
+    if causal:
+        p = p.masked_fill(torch.arange(n_k) > torch.arange(n_q).unsqueeze(-1) + n_k - n_q, 0.0)
+    ds = p * (grad_output @ values.transpose(-2, -1) - (grad_output * output).sum(-1, keepdim=True))
+    return ds @ keys * scale, ds.transpose(-2, -1) @ queries * scale, p.transpose(-2, -1) @ grad_output
+"""),
+    ("flash_attention_backward", "torch", "D left out: dS = P * dP (the softmax Jacobian's second term missing)", """
+def flash_attention_backward(queries, keys, values, output, lse, grad_output, block_size=64, causal=False):
+    return reference_backward(queries, keys, values, torch.zeros_like(output), lse, grad_output, block_size, causal)
+"""),
 ]
 
 # helpers the mutants build on: the master's own functions under other names
@@ -424,7 +457,8 @@ def _prepare(framework: str, source: str) -> dict:
     namespace = namespace_with(framework, HELPERS[framework])
     master = _master_namespace(framework)
     namespace.update(reference_flash=master["flash_attention"], reference_decode=master["decode_step"],
-                     reference_gqa=master["grouped_query_attention"])
+                     reference_gqa=master["grouped_query_attention"],
+                     reference_backward=master["flash_attention_backward"])
     exec(source, namespace)
     return namespace
 
@@ -702,6 +736,61 @@ def paged_attention(query, key_pages, value_pages, block_table, lengths):
         outs.append(tf.matmul(w, v))
     return tf.stack(outs)
 """),
+    ("flash_attention_backward", "torch", """
+def flash_attention_backward(queries, keys, values, output, lse, grad_output, block_size=64, causal=False):
+    # tiles over queries and keys both, D as rowsum(P * dP) in a first pass (no n x n matrix either way)
+    n_q, n_k, scale = queries.shape[-2], keys.shape[-2], 1 / math.sqrt(queries.shape[-1])
+    lead = torch.broadcast_shapes(queries.shape[:-2], keys.shape[:-2], values.shape[:-2])
+    q, k, v, do = (x.expand(*lead, *x.shape[-2:]) for x in (queries, keys, values, grad_output))
+    lse = lse.expand(*lead, n_q)
+    dq, dk, dv = torch.zeros(q.shape), torch.zeros(k.shape), torch.zeros(v.shape)
+    for qs in range(0, n_q, 100):
+        qe = min(qs + 100, n_q)
+        l = lse[..., qs:qe, None]
+        ok = torch.isfinite(l)
+        l = torch.where(ok, l, 0.0)
+        def probs(ks, ke):
+            s = torch.einsum("...qd,...kd->...qk", q[..., qs:qe, :], k[..., ks:ke, :]) * scale
+            vis = ok & ((torch.arange(ks, ke) <= torch.arange(qs, qe)[:, None] + n_k - n_q) if causal else ok)
+            return torch.where(vis, torch.exp(s - l), 0.0)
+        D = 0
+        for ks in range(0, n_k, block_size):
+            ke = min(ks + block_size, n_k)
+            D = D + (probs(ks, ke) * (do[..., qs:qe, :] @ v[..., ks:ke, :].transpose(-2, -1))).sum(-1, keepdim=True)
+        for ks in range(0, n_k, block_size):
+            ke = min(ks + block_size, n_k)
+            p = probs(ks, ke)
+            ds = p * (do[..., qs:qe, :] @ v[..., ks:ke, :].transpose(-2, -1) - D)
+            dq[..., qs:qe, :] += ds @ k[..., ks:ke, :] * scale
+            dk[..., ks:ke, :] += ds.transpose(-2, -1) @ q[..., qs:qe, :] * scale
+            dv[..., ks:ke, :] += p.transpose(-2, -1) @ do[..., qs:qe, :]
+    return dq.sum_to_size(queries.shape), dk.sum_to_size(keys.shape), dv.sum_to_size(values.shape)
+"""),
+    ("flash_attention_backward", "tf", """
+def flash_attention_backward(queries, keys, values, output, lse, grad_output, block_size=64, causal=False):
+    # autograd-free by another route: einsum, blocks of block_size keys, broadcast sums by reduce_sum
+    q, k, v, o, do = (tf.convert_to_tensor(x, tf.float32) for x in (queries, keys, values, output, grad_output))
+    n_q, n_k, scale = q.shape[-2], k.shape[-2], 1 / math.sqrt(q.shape[-1])
+    lse = tf.convert_to_tensor(lse, tf.float32)[..., None]
+    ok = tf.math.is_finite(lse)
+    lse = tf.where(ok, lse, 0.0)
+    D = tf.einsum("...qd,...qd->...q", do, o)[..., None]
+    dq, dks, dvs = 0.0, [], []
+    for ks in range(0, n_k, block_size):
+        ke = min(ks + block_size, n_k)
+        s = tf.einsum("...qd,...kd->...qk", q, k[..., ks:ke, :]) * scale
+        vis = ok & (tf.range(ks, ke) <= tf.range(n_q)[:, None] + n_k - n_q) if causal else ok
+        p = tf.where(vis, tf.exp(s - lse), 0.0)
+        ds = p * (tf.einsum("...qe,...ke->...qk", do, v[..., ks:ke, :]) - D)
+        dq += tf.einsum("...qk,...kd->...qd", ds, k[..., ks:ke, :]) * scale
+        dks.append(tf.einsum("...qk,...qd->...kd", ds, q) * scale)
+        dvs.append(tf.einsum("...qk,...qe->...ke", p, do))
+    grads = []
+    for g, x in ((dq, q), (tf.concat(dks, -2), k), (tf.concat(dvs, -2), v)):
+        g = tf.reduce_sum(g, axis=list(range(len(g.shape) - len(x.shape))))
+        grads.append(g)
+    return tuple(grads)
+"""),
 ]
 
 
@@ -717,6 +806,20 @@ def test_every_exercise_has_alternatives_in_both_frameworks():
 
 
 # --- memory ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_backward_holding_whole_matrices_loses_exactly_the_memory_check(framework):
+    """The master's backward pass with one block of all the keys: right values, whole (n, n) P, dP, dS."""
+    namespace = _prepare(framework, """
+def flash_attention_backward(queries, keys, values, output, lse, grad_output, block_size=64, causal=False):
+    return reference_backward(queries, keys, values, output, lse, grad_output, 1 << 30, causal)
+""")
+    results = [r for r in _results(namespace, framework) if r.exercise == "flash_attention_backward"]
+    failed = [r for r in results if r.score < r.max_score]
+    assert [r.name for r in failed] == [BACKWARD_MEMORY_CHECK], [(r.name, r.output[:200]) for r in failed]
+    assert failed[0].output.splitlines()[0] == (
+        f"flash_attention_backward used more memory than this check allows ({checks.MEMORY_MB} MB): "
+        f"{checks.BACKWARD_MEMORY_HINT}")
 
 MATERIALISING = {   # right values, but the whole (n_q, n_k) matrix at once
     "torch": """

@@ -91,7 +91,20 @@ def _cases(rng):
         ("grouped_query_attention", (_normal(rng, 2, 6, 4, 8), _normal(rng, 2, 3, 7, 8), _normal(rng, 2, 3, 7, 5)), {}),
         ("grouped_query_attention", (_normal(rng, 2, 4, 4, 8), _normal(rng, 2, 1, 7, 8), _normal(rng, 2, 1, 7, 5)),
          {"mask": mask}),
+        ("split_kv_decode", (*qkv((2, 3), 1, 11, 8, 5)[:3], 4), {}),
+        ("split_kv_decode", (*qkv((), 1, 3, 4, 2, 4.0)[:3], 5), {}),
+        ("paged_attention", (_normal(rng, 3, 1, 4), _normal(rng, 5, 3, 4), _normal(rng, 5, 3, 2),
+                             np.array([[4, 0, -1], [1, 2, 3], [0, -1, -1]]), np.array([5, 7, 0])), {}),
+        ("flash_attention_backward", _backward_case(rng, qkv((2,), 9, 13, 4, 3), causal=True), {"block_size": 4, "causal": True}),
+        ("flash_attention_backward", _backward_case(rng, (_normal(rng, 3, 6, 4), _normal(rng, 8, 4), _normal(rng, 8, 2))),
+         {"block_size": 3}),
     ]
+
+
+def _backward_case(rng, qkv, causal=False):
+    """flash_attention_backward's arguments: the inputs, the oracle's forward pass, an upstream gradient."""
+    out, lse = oracle.flash_attention(*qkv, causal=causal)
+    return (*qkv, out, lse, _normal(rng, *out.shape))
 
 
 @pytest.mark.parametrize("framework", ["torch", "tf"])
@@ -194,6 +207,24 @@ def test_oracle_gqa_equals_per_head_attention_and_sliding_window_equals_a_band()
 
 
 # --- the masters against the frameworks' built-ins -------------------------------------------------
+
+@pytest.mark.parametrize("causal, n_q, n_k", [(False, 7, 11), (True, 9, 9), (True, 5, 12), (True, 8, 3)])
+def test_oracle_backward_equals_autograd_through_torch_sdpa(causal, n_q, n_k):
+    """The oracle's FlashAttention-2 gradients against autograd through torch's SDPA (explicit
+    bottom-right mask; rows with no visible key, whose SDPA output is NaN, are zeroed first)."""
+    rng = np.random.default_rng(3)
+    q, k, v = _normal(rng, 2, n_q, 4), _normal(rng, n_k, 4), _normal(rng, 2, n_k, 3)   # keys broadcast over the batch
+    grad_out = _normal(rng, 2, n_q, 3)
+    out, lse = oracle.flash_attention(q, k, v, causal=causal)
+    want = oracle.flash_attention_backward(q, k, v, out, lse, grad_out, causal=causal)
+    tq, tk, tv = (torch.tensor(x, dtype=torch.float64, requires_grad=True) for x in (q, k, v))
+    mask = torch.from_numpy(oracle02.causal_mask(n_q, n_k)) if causal else None
+    got = F.scaled_dot_product_attention(tq, tk.expand(2, n_k, 4), tv, attn_mask=mask)
+    (torch.nan_to_num(got) * torch.from_numpy(grad_out).double()).sum().backward()
+    for w, t in zip(want, (tq, tk, tv)):
+        assert w.shape == tuple(t.shape)
+        np.testing.assert_allclose(w, t.grad.numpy(), rtol=1e-5, atol=1e-6)
+
 
 def test_flash_attention_equals_torch_sdpa(namespaces):
     flash = namespaces["torch"]["flash_attention"]

@@ -566,3 +566,129 @@ def test_paged_scale(student, oracle, rng):
     key_pages, value_pages = _pool(rng, 3, 16, 64, 2)
     _paged(student, oracle, _normal(rng, 2, 1, 64, scale=2.0), key_pages, value_pages, [[2], [0]], [16, 11],
            "the scores are q k^T / sqrt(d_k), with d_k the query's last size.")
+
+
+# --- flash_attention_backward ----------------------------------------------------------------------
+
+BACKWARD_OUT = ("grad_queries", "grad_keys", "grad_values")
+BACKWARD_HINT = ("per key block, from the saved lse: P = exp(S - lse) with S = Q K^T / sqrt(d_k); D = rowsum(dO * O) "
+                 "once; dV += P^T dO; dS = P * (dO V^T - D); dQ += dS K / sqrt(d_k); dK = dS^T Q / sqrt(d_k).")
+BACKWARD_CAUSAL_HINT = ("recompute P with the same bottom-right causal mask as the forward pass (P = 0 where query i "
+                        "may not see key j); rows with lse = -inf see no key: they contribute nothing, never NaN.")
+BACKWARD_MEMORY_HINT = ("flash_attention_backward must never hold a whole (n_q, n_k) matrix (P, dP or dS): "
+                        "recompute one block of keys' probabilities, (n_q, block_size), at a time.")
+BACKWARD_MEMORY_N, BACKWARD_BLOCK = 8192, 256   # per copy: 8192 x 256 floats = 8 MiB; the whole matrix: 256 MiB
+
+
+def _triple(got) -> tuple:
+    if not isinstance(got, tuple) or len(got) != 3:
+        kind = f"a tuple of {len(got)}" if isinstance(got, tuple) else "a single value"
+        raise CheckFailure(detail("expected a tuple (grad_queries, grad_keys, grad_values), got something else.",
+                                  f"got {kind}"))
+    return got
+
+
+def _backward_inputs(oracle, rng, batch, n_q, n_k, d_k, d_v, causal=False, scale=1.0, kv_batch=None):
+    """Queries, keys, values (keys and values over `kv_batch` leading dims, default `batch`), the
+    forward pass's output and lse from the oracle, and a random upstream gradient."""
+    kv = batch if kv_batch is None else kv_batch
+    q = _normal(rng, *batch, n_q, d_k, scale=scale)
+    k, v = _normal(rng, *kv, n_k, d_k, scale=scale), _normal(rng, *kv, n_k, d_v)
+    out, lse = oracle.flash_attention(q, k, v, causal=causal)
+    return q, k, v, out, lse, _normal(rng, *out.shape)
+
+
+def _backward(student, oracle, args, hint=BACKWARD_HINT, **kwargs):
+    got = _triple(student.flash_attention_backward(*args, **kwargs))
+    want = oracle.flash_attention_backward(*args, **kwargs)
+    for g, w, name in zip(got, want, BACKWARD_OUT):
+        assert_shape(g, w.shape, what=name)
+    assert_close_or_hint(got, want, BACKWARD_OUT, hint, atol=5e-5, rtol=5e-4)
+
+
+def _backward_example(oracle):
+    q = np.array([[1, 0], [0, 2]], np.float32)
+    k = np.array([[1, 1], [0, -1], [2, 0]], np.float32)
+    v = np.array([[1], [0], [-1]], np.float32)
+    out, lse = oracle.flash_attention(q, k, v)
+    return q, k, v, out, lse, np.ones((2, 1), np.float32)
+
+
+@check("flash_attention_backward", points=1, public=True)
+def test_backward_worked_example(student, oracle, rng):
+    """matches the worked example (chapter 03's attention_backward example, block_size=2)"""
+    _backward(student, oracle, _backward_example(oracle), block_size=2)
+
+
+@check("flash_attention_backward", points=1, public=True)
+def test_backward_shapes(student, oracle, rng):
+    """(2, 3, 8, 4) queries, (2, 3, 10, 4) keys, (2, 3, 10, 6) values: gradients shaped like them"""
+    _backward(student, oracle, _backward_inputs(oracle, rng, (2, 3), 8, 10, 4, 6), block_size=4)
+
+
+@check("flash_attention_backward", points=2)
+def test_backward_random_blocks(student, oracle, rng):
+    """random inputs, n_q != n_k, d_k != d_v, blocks that do not divide n_k, the default block size"""
+    _backward(student, oracle, _backward_inputs(oracle, rng, (2,), 9, 23, 8, 5), block_size=5)
+    _backward(student, oracle, _backward_inputs(oracle, rng, (2, 2), 70, 150, 16, 8))
+    _backward(student, oracle, _backward_inputs(oracle, rng, (), 6, 11, 3, 2), block_size=1)
+
+
+@check("flash_attention_backward", points=2)
+def test_backward_causal(student, oracle, rng):
+    """causal, bottom-right aligned: n_q == n_k, n_q < n_k, and n_q > n_k with rows that see no key"""
+    for n_q, n_k, block in ((13, 13, 4), (5, 17, 3), (12, 5, 2)):
+        args = _backward_inputs(oracle, rng, (2,), n_q, n_k, 4, 3, causal=True)
+        _backward(student, oracle, args, BACKWARD_CAUSAL_HINT, block_size=block, causal=True)
+
+
+@check("flash_attention_backward", points=1)
+def test_backward_scale(student, oracle, rng):
+    """d_k = 64, scores in the tens: 1/sqrt(d_k) in dQ and in dK"""
+    _backward(student, oracle, _backward_inputs(oracle, rng, (2,), 6, 20, 64, 4, scale=2.0), block_size=8,
+              hint="both dQ = dS K / sqrt(d_k) and dK = dS^T Q / sqrt(d_k) carry the scale of the scores.")
+
+
+@check("flash_attention_backward", points=1)
+def test_backward_broadcast_keys(student, oracle, rng):
+    """keys and values shared by a batch of 3 query sets (broadcast): their gradients summed over it"""
+    _backward(student, oracle, _backward_inputs(oracle, rng, (3,), 7, 9, 4, 2, kv_batch=()), block_size=4,
+              hint="an input broadcast over a leading dimension gets its gradient summed over it, as autograd "
+                   "does: grad_keys has the keys' shape.")
+
+
+@check("flash_attention_backward", points=2, memory_mb=MEMORY_MB, memory_hint=BACKWARD_MEMORY_HINT)
+def test_backward_memory(student, oracle, rng):
+    """the gradients of a sequence of 8192 tokens without ever holding an 8192 x 8192 matrix, with and without causal"""
+    n, d = BACKWARD_MEMORY_N, MEMORY_D
+    q, k, v = _qkv(rng, (), n_q=n, n_k=n, d_k=d, d_v=d)
+    grad_out = _normal(rng, n, d)
+    rows = np.sort(rng.choice(n, size=32, replace=False))
+    for causal in (False, True):
+        out, lse = _flash_rows(oracle, q, k, v, causal)
+        got = _triple(student.flash_attention_backward(q, k, v, out, lse, grad_out, block_size=BACKWARD_BLOCK,
+                                                       causal=causal))
+        for g, name in zip(got, BACKWARD_OUT):
+            assert_shape(g, (n, d), what=name)
+        # dQ's sampled rows need only their own rows; dK's and dV's sampled rows only their own keys
+        allowed_rows = (np.arange(n)[None, :] <= rows[:, None]) if causal else None
+        want_dq = oracle._flash_backward(q[rows], k, v, out[rows], lse[rows], grad_out[rows], allowed_rows)[0]
+        allowed_cols = (rows[None, :] <= np.arange(n)[:, None]) if causal else None
+        _, want_dk, want_dv = oracle._flash_backward(q, k[rows], v[rows], out, lse, grad_out, allowed_cols)
+        got_rows = tuple(np.asarray(g)[rows] for g in got)
+        assert_close_or_hint(got_rows, tuple(w.astype(np.float32) for w in (want_dq, want_dk, want_dv)),
+                             BACKWARD_OUT, BACKWARD_CAUSAL_HINT if causal else BACKWARD_HINT, atol=5e-5, rtol=5e-4)
+
+
+def _flash_rows(oracle, q, k, v, causal, rows_per_call=512):
+    """The oracle's forward pass of a long sequence, a block of queries at a time (the trusted side's
+    memory stays small): row i sees keys 0..i when causal (n_q == n_k)."""
+    out, lse = np.zeros((q.shape[0], v.shape[-1]), np.float32), np.zeros(q.shape[0], np.float32)
+    for start in range(0, q.shape[0], rows_per_call):
+        stop = start + rows_per_call
+        if causal:   # bottom-right alignment over keys 0..stop-1: row i sees keys 0..i
+            o, l = oracle.flash_attention(q[start:stop], k[:stop], v[:stop], causal=True)
+        else:
+            o, l = oracle.flash_attention(q[start:stop], k, v)
+        out[start:stop], lse[start:stop] = o, l
+    return out, lse

@@ -1,4 +1,4 @@
-"""Chapter 06 (efficiency): the NumPy reference for its eight exercises.
+"""Chapter 06 (efficiency): the NumPy reference for its nine exercises.
 
 Each function follows `../shared/CONTRACT.md` ("06_efficiency") word for word:
 - `merge_softmax_stats(m1, l1, m2, l2)` -> `(m, l)`; two empty parts `(-inf, 0)` give `(-inf, 0)`;
@@ -13,7 +13,9 @@ Each function follows `../shared/CONTRACT.md` ("06_efficiency") word for word:
 - `grouped_query_attention(queries, keys, values, mask=None)` -> `(output, weights)`, query head
   `h` reading key/value head `h // (H_q // H_kv)`;
 - `split_kv_decode(query, keys, values, num_splits)` -> `output (..., 1, d_v)` (Flash-Decoding);
-- `paged_attention(query, key_pages, value_pages, block_table, lengths)` -> `output (B, 1, d_v)`.
+- `paged_attention(query, key_pages, value_pages, block_table, lengths)` -> `output (B, 1, d_v)`;
+- `flash_attention_backward(queries, keys, values, output, lse, grad_output, block_size=64, causal=False)`
+  -> `(grad_queries, grad_keys, grad_values)`, FlashAttention-2's formulas from the saved `lse`.
 
 Everything is computed in float64 (loops where a loop is the definition) and cast to float32.
 """
@@ -158,3 +160,41 @@ def paged_attention(query, key_pages, value_pages, block_table, lengths):
         vals = np.concatenate([vp[p] for p in pages])[:n]                    # (n, d_v)
         output[b], _, _ = _attention_lse(q[b], keys, vals)
     return output.astype(np.float32)
+
+
+def _sum_to(grad: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum a gradient over the leading dimensions its input was broadcast along (as autograd does)."""
+    extra = grad.ndim - len(shape)
+    grad = grad.sum(axis=tuple(range(extra))) if extra else grad
+    axes = tuple(i for i, size in enumerate(shape) if size == 1 and grad.shape[i] != 1)
+    return grad.sum(axis=axes, keepdims=True) if axes else grad
+
+
+def _flash_backward(queries, keys, values, output, lse, grad_output, allowed=None):
+    """The backward formulas of FlashAttention-2 in float64, with `P = exp(S - lse)` from the given
+    `lse` and `D = rowsum(dO * O)` from the given output (never recomputed): so a check may pass a
+    subset of the keys (their columns of dK, dV are exact) or of the queries (their rows of dQ)."""
+    q, k, v, o, do = map(_f64, (queries, keys, values, output, grad_output))
+    lse = _f64(lse)[..., None]                                             # (..., n_q, 1)
+    scale = 1 / np.sqrt(q.shape[-1])
+    scores = q @ np.swapaxes(k, -1, -2) * scale                            # (..., n_q, n_k)
+    visible = np.isfinite(lse) if allowed is None else np.isfinite(lse) & np.asarray(allowed, bool)
+    with np.errstate(invalid="ignore", over="ignore"):
+        p = np.where(visible, np.exp(scores - np.where(np.isfinite(lse), lse, 0.0)), 0.0)
+    d = (do * o).sum(axis=-1, keepdims=True)                               # (..., n_q, 1)
+    ds = p * (do @ np.swapaxes(v, -1, -2) - d)                             # (..., n_q, n_k)
+    dq = ds @ k * scale
+    dk = np.swapaxes(ds, -1, -2) @ q * scale
+    dv = np.swapaxes(p, -1, -2) @ do
+    return dq, dk, dv
+
+
+def flash_attention_backward(queries, keys, values, output, lse, grad_output, block_size=64, causal=False):
+    """`(grad_queries, grad_keys, grad_values)` of flash_attention's output, each shaped like its input
+    (summed over the leading dimensions it was broadcast along). `block_size` changes nothing in exact
+    arithmetic and is accepted only to be checked; a row with `lse = -inf` contributes nothing."""
+    q, k = _f64(queries), _f64(keys)
+    allowed = causal_allowed(q.shape[-2], k.shape[-2]) if causal else None
+    grads = _flash_backward(queries, keys, values, output, lse, grad_output, allowed)
+    shapes = (np.shape(queries), np.shape(keys), np.shape(values))
+    return tuple(_sum_to(g, s).astype(np.float32) for g, s in zip(grads, shapes))
