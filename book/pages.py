@@ -176,15 +176,20 @@ def show_measured(ax, x, measured, prediction=None, xlabel="", ylabel="", title=
 
 
 # --- measuring time and memory ----------------------------------------------------------------------
-def median_seconds(run, repeats=5):
-    """Median wall-clock time of `run()` over `repeats` calls, after one warm-up call."""
+def _call_times(run, repeats, clock) -> list[float]:
+    """`clock()` differences over `repeats` calls of `run()`, after one warm-up call."""
     run()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         run()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+        times.append(clock() - start)
+    return times
+
+
+def median_seconds(run, repeats=5):
+    """Median wall-clock time of `run()` over `repeats` calls, after one warm-up call."""
+    return float(np.median(_call_times(run, repeats, time.perf_counter)))
 
 
 def cpu_seconds(run, repeats=7):
@@ -192,13 +197,7 @@ def cpu_seconds(run, repeats=7):
     warm-up call. Time spent waiting for a core is not counted, so a build that shares its cores
     measures the same work as an idle one (wall-clock slopes fell to 1.1 under load, CPU time's did
     not); the least of several calls drops the ones another process's cache traffic slowed."""
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.process_time()
-        run()
-        times.append(time.process_time() - start)
-    return float(min(times))
+    return float(min(_call_times(run, repeats, time.process_time)))
 
 
 def peak_bytes_torch(run):
