@@ -70,12 +70,15 @@ class Sandboxes:
 def submission_limits(chapter: str, timeout: float | None = None) -> Limits:
     """One submission's limits: its chapter record's. `timeout` (--timeout), when given, replaces
     the submission's time, and then one cell or call may use a fair share of it, not all."""
-    record = chapters.chapter(chapter).limits
+    whole = chapters.chapter(chapter)
+    record = whole.limits
     cell, call, total = record.cell_seconds, record.call_seconds, record.submission_seconds
     if timeout is not None:
         cell, call, total = min(cell, timeout / 4), min(call, timeout / 6), timeout
+    # forbidden built-ins are taken out of the process (tracer.remove) unless an exercise may use them
+    removed = () if whole.builtins_allowed else (*whole.forbidden.torch, *whole.forbidden.tf)
     return Limits(call_seconds=call, cell_seconds=cell, submission_seconds=total,
-                  submission_memory_bytes=int(record.memory_mb * MB))
+                  submission_memory_bytes=int(record.memory_mb * MB), removed_builtins=removed)
 
 
 def _run_line(outcomes, gave_up: str) -> CheckResult:

@@ -32,7 +32,14 @@ INTROSPECTION = {"__wrapped__", "__closure__", "cell_contents", "__globals__", "
 RISKY_PATHS = {"gc.get_referents": "gc.get_referents", "gc.get_objects": "gc.get_objects",
                "gc.get_referrers": "gc.get_referrers", "sys.modules": "sys.modules",
                "sys._getframe": "sys._getframe", "inspect.unwrap": "inspect.unwrap",
-               "inspect.getclosurevars": "inspect.getclosurevars", "ctypes": "ctypes", "builtins": "builtins"}
+               "inspect.getclosurevars": "inspect.getclosurevars", "ctypes": "ctypes", "builtins": "builtins",
+               "inspect.getmembers": "inspect.getmembers", "inspect.getmembers_static": "inspect.getmembers_static",
+               "inspect.getattr_static": "inspect.getattr_static", "operator.attrgetter": "operator.attrgetter",
+               "operator.methodcaller": "operator.methodcaller"}
+# calls that read an attribute by a name given as a string: `getattr(t, "requires_grad_")` reads
+# `requires_grad_` as surely as `t.requires_grad_` does (argument index of the name)
+NAMED_READS = {"getattr": 1, "hasattr": 1, "inspect.getattr_static": 1, "operator.attrgetter": 0,
+               "operator.methodcaller": 0}
 RUNTIME_CODE = {"exec", "eval", "compile", "globals", "__import__"}
 IMPORTERS = {"importlib.import_module", "__import__"}
 # Automatic differentiation, charged only to the exercises a chapter's record lists in `no_autograd`
@@ -222,10 +229,11 @@ def _examine(unit: _Unit, aliases: dict[str, str]) -> None:
     unit.uses = _uses(unit.node)
     for sub in ast.walk(unit.node):
         line = getattr(sub, "lineno", 0)
-        if isinstance(sub, ast.Attribute):
-            unit.names.add(sub.attr)
-            if sub.attr in AUTOGRAD_ATTRIBUTES:
-                unit.autograd.add(AUTOGRAD_ATTRIBUTES[sub.attr])
+        read = sub.attr if isinstance(sub, ast.Attribute) else _named_read(sub, local)
+        if read:
+            unit.names.add(read)
+            if read in AUTOGRAD_ATTRIBUTES:
+                unit.autograd.add(AUTOGRAD_ATTRIBUTES[read])
         for path in _imported_paths(sub):
             if path.split(".")[0] in FRAMEWORK_ROOTS:   # `from torch.special import softmax`
                 unit.names.add(path.rsplit(".", 1)[-1])
@@ -253,6 +261,18 @@ def _examine(unit: _Unit, aliases: dict[str, str]) -> None:
             _doubts_of(sub, local, unit.doubts)
 
 
+def _named_read(node: ast.AST, aliases: dict[str, str]) -> str | None:
+    """The attribute name a `getattr(obj, "name")`-like call reads, when it is a constant string."""
+    if not isinstance(node, ast.Call):
+        return None
+    func = resolve(node.func, aliases) or _dotted(node.func) or ""
+    at = NAMED_READS.get(func)
+    if at is None or len(node.args) <= at:
+        return None
+    name = fold(node.args[at])
+    return name.rsplit(".", 1)[-1] if name else None   # attrgetter("a.b") reads b last
+
+
 def _doubts_of(node: ast.AST, aliases: dict[str, str], doubts: list) -> None:
     line = getattr(node, "lineno", 0)
     if isinstance(node, ast.Attribute):
@@ -273,14 +293,17 @@ def _doubts_of(node: ast.AST, aliases: dict[str, str], doubts: list) -> None:
             name = fold(node.args[1])
             if name in INTROSPECTION:
                 doubts.append((line, f"reaches behind a function with {name}"))
-            if first and family_of(first) and name is None:
-                doubts.append((line, f"dynamic attribute access on {first} ({func} with a name computed at run time)"))
+            if name is None:   # on any object: `getattr(t, name)` may be `t.backward`, `x.logsumexp`
+                on = first if first and family_of(first) else "an object"
+                doubts.append((line, f"dynamic attribute access on {on} ({func} with a name computed at run time)"))
             elif first and family_of(first) and func in ("setattr", "delattr"):
                 doubts.append((line, f"changes {first} ({func} {name})"))
         elif (func in IMPORTERS or func.endswith("importlib.import_module")) and node.args and fold(node.args[0]) is None:
             doubts.append((line, "dynamic import (a module name computed at run time)"))
-        elif func == "vars" and first and family_of(first):
-            doubts.append((line, f"dynamic attribute access on {first} (vars)"))
+        elif func in ("vars", "dir") and first and family_of(first):
+            doubts.append((line, f"dynamic attribute access on {first} ({func})"))
+        elif func in RISKY_PATHS and func.startswith(("inspect.", "operator.")):
+            doubts.append((line, f"uses {func}"))
         elif func in RUNTIME_CODE:
             doubts.append((line, f"runs {func}(), which the scan cannot read"))
 

@@ -39,7 +39,7 @@ class Reply:
     types: list = field(default_factory=list)   # one name per item; a tuple of names for a tuple item
     error: str = ""
     builtins: list[str] = field(default_factory=list)
-    peak_bytes: int = 0               # the call's peak memory over its start, as the student side measured it
+    peak_bytes: int = 0               # the call's peak memory rise: the trusted side's measure (workers.CallMeter)
 
 
 class Runner:
@@ -66,6 +66,7 @@ class Runner:
             "max_file_bytes": self.limits.max_file_bytes,
             "max_processes": self.limits.max_processes,
             "max_memory_bytes": self.limits.submission_memory_bytes,
+            "remove_builtins": list(self.limits.removed_builtins),
         })
 
     def _died(self, why: str, grace: bool) -> str:
@@ -162,14 +163,26 @@ class Runner:
         try:
             if self.sock is None:
                 self._replay()
-            head, out = self._exchange({"op": "call", **request, "spec": spec}, arrays, seconds=limit,
-                                       whose="this check" if seconds else "one call")
+            meter = getattr(self.sandbox, "meter", None)   # workers.CallMeter: the trusted side's
+            if meter is not None:
+                meter.start()
+            try:
+                head, out = self._exchange({"op": "call", **request, "spec": spec}, arrays, seconds=limit,
+                                           whose="this check" if seconds else "one call")
+            finally:
+                outside = meter.stop() if meter is not None else 0
         except Died as died:
             if str(died).startswith(TIMED_OUT):
                 self.timeouts.setdefault(name, []).append(limit)
             return Reply("died", error=str(died), builtins=sorted(self.reported))
+        if meter is not None and meter.forked:
+            # Work done in another process escapes any measure of this one: not graded at all.
+            return Reply("error", error=FORKED, builtins=sorted(self.reported), peak_bytes=outside)
         reply = _read_reply(head, out)
         reply.builtins = sorted(set(reply.builtins) | self.reported)
+        # The trusted side's measure decides; the student's own can only make the peak larger
+        # (it sees TensorFlow's pooled tensors, which no resident set shows).
+        reply.peak_bytes = max(outside, reply.peak_bytes)
         return reply
 
     def call(self, name: str, args: tuple, kwargs: dict) -> Reply:
@@ -184,6 +197,8 @@ class Handle:
 
 
 TIMED_OUT = "timed out"
+FORKED = ("it started a process during a graded call: an exercise's function computes in its own "
+          "process (no fork, subprocess or multiprocessing)")
 MALFORMED = "the submission's process sent a malformed reply"
 MAX_REPLY_ERROR = 2000   # characters of a student's traceback kept: its last lines say what failed
 

@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -67,6 +68,9 @@ class Limits:
     submission_memory_bytes: int = _CHAPTER.memory_mb << 20   # the submission's own anonymous memory, watched
     max_processes: int = 64
     max_file_bytes: int = 64 << 20
+    # the built-ins (tracer.KNOWN names) taken out of the submission's process before its code
+    # runs (tracer.remove): the chapter record's `forbidden`, unless an exercise may use them
+    removed_builtins: tuple[str, ...] = ()
 
 
 class SandboxError(Exception):
@@ -85,13 +89,17 @@ def grader_lib() -> str:
     return str(root)
 
 
-def bwrap_args(lib: str) -> list[str]:
+def bwrap_args(lib: str, tmpfs_bytes: int = 2 << 30) -> list[str]:
     # /tmp and /dev/shm are the only writable places; the worker empties them after each
     # submission. Everything else is read-only, "/" and /dev included, so nothing planted there
-    # reaches the next submission.
+    # reaches the next submission. Both are memory (tmpfs): each is capped at `tmpfs_bytes`, and
+    # what they hold counts against the submission's memory (peak.submission_bytes). /dev/mqueue
+    # shows the sandbox's POSIX message queues, so the worker can remove them (ipc.clean).
+    size = str(tmpfs_bytes)
     args = ["--unshare-all", "--uid", "65534", "--gid", "65534", "--die-with-parent",
-            "--new-session", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm",
+            "--new-session", "--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/dev/shm",
             "--size", str(confine.SCRATCH_BYTES), "--tmpfs", "/tmp",   # a submission's disk: capped
+            "--mqueue", "/dev/mqueue",
             "--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "PATH", "/usr/bin:/bin",
             "--setenv", "TF_CPP_MIN_LOG_LEVEL", "3", "--setenv", "MPLBACKEND", "Agg",
             "--setenv", "OMP_NUM_THREADS", "1", "--setenv", "AUTOGRADER_PID_NAMESPACE", "1",
@@ -198,6 +206,125 @@ class _Cgroup:
                 pass
 
 
+def _tree(root: int) -> list[int]:
+    """`root` and every process below it, by the kernel's children lists (no scan of /proc)."""
+    out, todo = [], [root]
+    while todo and len(out) < 4096:
+        pid = todo.pop()
+        out.append(pid)
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks[:256]:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+            except (OSError, ValueError):
+                continue
+    return out
+
+
+def _resident(pid: int) -> int:
+    """Anonymous and shared memory of one process (RssAnon + RssShmem), in bytes."""
+    total = 0
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith((b"RssAnon:", b"RssShmem:")):
+                    total += int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return total
+
+
+def _reaped_faults(pid: int) -> int:
+    """The page faults of the children `pid` has waited for (cminflt + cmajflt, /proc/<pid>/stat):
+    rises whenever a process below it ends and is reaped, however briefly it lived."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return int(fields[8]) + int(fields[10])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class CallMeter:
+    """The peak memory of one call, measured from the trusted side: the student's process can
+    neither see nor reset it (its own VmHWM, /proc/self/clear_refs, is not read).
+
+    While a call runs, a thread of the grader samples every process below the worker (the
+    submission, and whatever it started in its cells) every `PERIOD` seconds: the sum of their
+    anonymous and shared resident memory, less the sum when the call began. Building an (n, n)
+    matrix and filling it takes many periods; a peak shorter than one period can be missed (the
+    report is a lower bound). Between calls the thread sleeps. Copy-on-write copies of the worker's
+    pages do not count (they are resident in the child already), which a cgroup's usage would.
+
+    A graded call may not start a process (work done in a process that ends between two samples
+    would escape the measure): `stop` says whether one did, by two signs the call cannot hide, a
+    process below the worker that was not there when the call began, or a process of the tree that
+    reaped a child meanwhile (the page faults of its waited-for children, /proc/<pid>/stat, rose)."""
+
+    PERIOD = 0.002    # seconds between samples
+    TREE_EVERY = 10   # samples between two walks of the process tree
+
+    def __init__(self, root: int):
+        self.root = root
+        self._go = threading.Event()
+        self._lock = threading.Lock()
+        self._base = self._peak = 0
+        self._pids: list[int] = []
+        self._reaped: dict[int, int] = {}
+        self._run = True
+        self.samples = 0
+        self.forked = False   # the last call started a process
+        self._thread = threading.Thread(target=self._loop, name=f"call-meter-{root}", daemon=True)
+        self._thread.start()
+
+    def _sum(self, pids: list[int]) -> int:
+        return sum(_resident(pid) for pid in pids)
+
+    def start(self) -> None:
+        pids = _tree(self.root)
+        reaped = {pid: _reaped_faults(pid) for pid in pids}
+        with self._lock:
+            self._pids, self._reaped, self.forked = pids, reaped, False
+            self._base = self._peak = self._sum(pids)
+        self._go.set()
+
+    def stop(self) -> int:
+        """-> the call's peak rise in bytes; `forked` tells whether the call started a process."""
+        self._go.clear()
+        with self._lock:   # waits for a sample in progress; one last sample after the reply
+            pids = _tree(self.root)
+            self._peak = max(self._peak, self._sum(pids))
+            before = set(self._reaped)
+            self.forked = (any(pid not in before for pid in pids)
+                           or any(_reaped_faults(pid) > faults for pid, faults in self._reaped.items()))
+            return max(0, self._peak - self._base)
+
+    def _loop(self) -> None:
+        n = 0
+        while self._run:
+            if not self._go.wait(0.5):
+                continue
+            with self._lock:
+                if not self._go.is_set():
+                    continue
+                n += 1
+                if n % self.TREE_EVERY == 0:
+                    pids = _tree(self.root)
+                    self.forked = self.forked or any(pid not in self._reaped for pid in pids)
+                    self._pids = pids
+                self._peak = max(self._peak, self._sum(self._pids))
+                self.samples += 1
+            time.sleep(self.PERIOD)
+
+    def close(self) -> None:
+        self._run = False
+        self._go.set()
+
+
 def _worker_preexec(cgroup: _Cgroup):
     def preexec() -> None:   # in the child between fork and exec
         cgroup.enter()
@@ -244,7 +371,7 @@ class Sandbox:
         env = {"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg",
                "OMP_NUM_THREADS": "1", "AUTOGRADER_ISOLATION": self.isolation, **ALLOCATOR_ENV}
         if self.isolation == ISOLATED:
-            return ["bwrap", *bwrap_args(lib), *worker], None, env
+            return ["bwrap", *bwrap_args(lib, self.limits.submission_memory_bytes), *worker], None, env
         self._scratch = self._scratch or tempfile.mkdtemp(prefix="autograder-run-")
         env["HOME"] = self._scratch
         if self.uid is not None:
@@ -266,6 +393,7 @@ class Sandbox:
         theirs.close()
         self.ctrl = ours
         self.ctrl.settimeout(180)
+        self.meter = CallMeter(self.proc.pid)
         try:
             ready = json.loads(self.ctrl.recv(1 << 16) or b"{}")
         except (OSError, ValueError):
@@ -318,6 +446,9 @@ class Sandbox:
         return reply.get("how", "ended")
 
     def _stop(self) -> None:
+        if getattr(self, "meter", None) is not None:
+            self.meter.close()
+            self.meter = None
         if self.proc and self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, 9)

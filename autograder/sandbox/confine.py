@@ -12,8 +12,9 @@ no Python binding is needed, and the one on PyPI has not been released since 202
 - chmod and extended attributes: under bubblewrap run as root, the sandbox user is the owner of
   the host's /dev/null and of the sandbox's /tmp, and a chmod would break every later submission
   (or the host);
-- keyrings, namespaces, mounts, bpf, perf and userfaultfd: kernel state that outlives a process or
-  serves exploits.
+- keyrings, namespaces (unshare, setns, and clone with a namespace flag; clone3, whose flags no
+  filter can read, answers "not implemented"), mounts, bpf, perf and userfaultfd: kernel state that
+  outlives a process or serves exploits.
 
 The worker itself is made non-dumpable, so /proc/<worker>/mem cannot be opened even by its uid.
 `kill_uid` and `sweep` undo what a submission left behind under the dropped uid.
@@ -37,7 +38,11 @@ import time
 PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 4, 38
 CLONE_NEWNET = 0x40000000
 SCMP_ACT_ALLOW = 0x7FFF0000
-SCMP_CMP_NE = 1
+SCMP_CMP_NE, SCMP_CMP_MASKED_EQ = 1, 7
+# clone() flags that make a namespace: a process in a namespace of its own escapes the caps the
+# child's own namespaces carry (ipc.private_namespace's limits on System V memory, for one)
+CLONE_NAMESPACES = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000,
+                    0x40000000)   # NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET
 FCHMODAT2 = 452      # Linux 6.6, one number on every architecture; older libseccomp has no name for it
 WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock")
 
@@ -97,6 +102,10 @@ def load_filter() -> None:
     try:
         rules = [(name, code, []) for name, code in DENIED.items()]
         rules.append(("socket", errno.EACCES, [_ArgCmp(0, SCMP_CMP_NE, socket.AF_UNIX, 0)]))
+        rules += [("clone", errno.EPERM, [_ArgCmp(0, SCMP_CMP_MASKED_EQ, flag, flag)]) for flag in CLONE_NAMESPACES]
+        # clone3 passes its flags in memory, where no filter can read them: "not implemented",
+        # and the C library falls back to clone(), which the rules above see
+        rules.append(("clone3", errno.ENOSYS, []))
         for name, code, conditions in rules:
             number = lib.seccomp_syscall_resolve_name(name.encode())
             if number < 0:

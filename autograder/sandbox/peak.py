@@ -107,3 +107,111 @@ def meter() -> PeakMeter:
     if _meter is None:
         _meter = PeakMeter()
     return _meter
+
+
+# --------------------------------------------------------------------------- the worker's watch
+
+def _status_bytes(pid: int) -> tuple[int, int]:
+    """(RssAnon, RssShmem) of one process, in bytes."""
+    anon = shmem = 0
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"RssAnon:"):
+                    anon = int(line.split()[1]) * 1024
+                elif line.startswith(b"RssShmem:"):
+                    shmem = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    return anon, shmem
+
+
+def _memfd_bytes(pid: int, seen: set) -> int:
+    """memfd files a process holds open: shared memory that no mapping (RssShmem) need show."""
+    total = 0
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return 0
+    for fd in fds[:4096]:
+        path = f"/proc/{pid}/fd/{fd}"
+        try:
+            if not os.readlink(path).startswith("/memfd:"):
+                continue
+            st = os.stat(path)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_blocks * 512
+    return total
+
+
+def tmpfs_used(path: str) -> int:
+    """Bytes in use on a tmpfs mount of the sandbox's own (bubblewrap's /tmp and /dev/shm)."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return 0
+    return (st.f_blocks - st.f_bfree) * st.f_frsize
+
+
+def owned_bytes(uid: int, root: str = "/dev/shm", limit: int = 10_000) -> int:
+    """Bytes of the files `uid` owns under `root` (a shared tmpfs: the uid-drop layer's /dev/shm),
+    without following links; at most `limit` entries are looked at."""
+    total, todo, looked = 0, [root], 0
+    while todo and looked < limit:
+        try:
+            entries = list(os.scandir(todo.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            looked += 1
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if st.st_uid == uid:
+                total += st.st_blocks * 512
+            if entry.is_dir(follow_symlinks=False):
+                todo.append(entry.path)
+    return total
+
+
+def _sysv_shm_bytes(uid: int | None) -> int:
+    """System V shared memory segments (all in the sandbox's own IPC namespace, or the uid's)."""
+    total = 0
+    try:
+        with open("/proc/sysvipc/shm") as f:
+            header = f.readline().split()
+            for line in f:
+                row = dict(zip(header, line.split()))
+                if uid is None or row.get("uid") == str(uid) or row.get("cuid") == str(uid):
+                    total += int(row.get("rss", row.get("size", 0)))
+    except (OSError, ValueError):
+        pass
+    return total
+
+
+def submission_bytes(pids: list[int], uid: int | None = None, tmpfs=(), shared_roots=()) -> int:
+    """What a submission holds in memory, as the worker watches it against the submission's limit:
+    anonymous memory, plus shared memory however it is held: mapped (RssShmem), open memfds, files
+    on a tmpfs (`tmpfs`: the sandbox's own mounts, counted whole; under
+    uid-drop the files of `uid` under `shared_roots`, the host's tmpfs folders), System V segments
+    (all of the sandbox's namespace, or the uid's; a submission's own IPC namespace caps its own,
+    ipc.private_namespace). A tmpfs file or memfd that is also mapped counts twice: an exercise
+    needs no shared memory, and an attack that splits its memory between the kinds is counted whole."""
+    anon = shmem = 0
+    seen: set = set()
+    held = 0
+    for pid in pids:
+        a, s = _status_bytes(pid)
+        anon, shmem = anon + a, shmem + s
+        held += _memfd_bytes(pid, seen)
+    held += sum(tmpfs_used(path) for path in tmpfs)
+    if uid is not None:
+        held += sum(owned_bytes(uid, root) for root in shared_roots)
+    if tmpfs or uid is not None:
+        held += _sysv_shm_bytes(None if tmpfs else uid)
+    return anon + shmem + held

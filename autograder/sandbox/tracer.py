@@ -129,6 +129,7 @@ def recv_reply(sock, reported: set[str], seconds: float):
 # --------------------------------------------------------------------------- the wrappers
 
 _ORIGINALS: list = []            # wrapper number -> the original; not in any wrapper's closure
+_SHOWN: list = []                # wrapper number -> the name its reports give
 _WRAPPERS: dict[int, object] = {}   # id(original) -> its wrapper, so each is wrapped once
 _DONE: set[int] = set()          # ids of wrappers and patched classes
 
@@ -140,6 +141,7 @@ def _traced(func, shown: str):
         return _WRAPPERS[id(func)]
     number = len(_ORIGINALS)
     _ORIGINALS.append(func)
+    _SHOWN.append(shown)
 
     def traced(*args, **kwargs):
         _report(shown)
@@ -170,6 +172,7 @@ class _TracedPacket:
     def __init__(self, packet, shown: str):
         self._number, self._shown, self._overloads = len(_ORIGINALS), shown, {}
         _ORIGINALS.append(packet)
+        _SHOWN.append(shown)
 
     def __call__(self, *args, **kwargs):
         _report(self._shown)
@@ -262,6 +265,149 @@ class _AfterImport(importlib.abc.MetaPathFinder):
             if spec is not None:
                 return spec
         return None
+
+
+# --------------------------------------------------------------------------- removal, in the child
+
+class Removed(RuntimeError):
+    """A forbidden built-in was called in a graded run, where it is not there."""
+
+
+_removed: dict[str, object] = {}   # shown name -> the stub that replaced it, in this child
+_MARK = "__autograder_removed__"
+
+
+def _message(shown: str) -> str:
+    return (f"{shown} is not available in graded exercises: the course asks you to write this "
+            "computation yourself")
+
+
+def _stub(shown: str):
+    def removed(*args, **kwargs):
+        _report(shown)   # a report the student may silence; the call fails whether or not it is sent
+        raise Removed(_message(shown))
+    return removed
+
+
+def _dead_code(shown: str, free: int) -> types.CodeType:
+    """A body that raises `Removed` and reads no global (a student's `builtins` cannot change what
+    it does), with `free` closure cells, so that it can replace the code of a function with as many."""
+    names = [f"_cell{i}" for i in range(free)]
+    source = (f"def outer():\n    {' = '.join(names + ['None']) if names else 'pass'}\n"
+              f"    def removed(*args, **kwargs):\n        {', '.join(names) or 'None'}\n"
+              f"        raise {_MARK!r}\n    return removed\n")
+    scope: dict = {}
+    exec(compile(source, f"<removed {shown}>", "exec"), scope)
+    code = scope["outer"]().__code__
+    error = Removed(_message(shown))
+    return code.replace(co_consts=tuple(error if c == _MARK else c for c in code.co_consts))
+
+
+def _kill_function(func, shown: str) -> bool:
+    """Every reference to a Python function (a framework's registry, a closure, `gc`) now reaches a
+    body that raises: its code is replaced in place, not only the names that point to it."""
+    if not isinstance(func, types.FunctionType):
+        return False
+    try:
+        func.__code__ = _dead_code(shown, len(func.__code__.co_freevars))
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+_DISPATCH_KEYS = ("CompositeImplicitAutograd", "CompositeExplicitAutograd", "CPU", "Autograd")
+
+
+def _torch_ops(names: set[str]) -> list[tuple[str, str]]:
+    """(aten op, shown name) of every forbidden operator the dispatcher knows."""
+    torch = sys.modules.get("torch")
+    if torch is None or not hasattr(torch, "_C"):
+        return []
+    out = {}
+    for qualified in torch._C._dispatch_get_all_op_names():
+        namespace, _, rest = qualified.partition("::")
+        name = rest.split(".", 1)[0]
+        if namespace != "aten" or name in out:
+            continue
+        shown = forbidden("torch", name, "torch.ops.aten.")
+        public = forbidden("torch", name)
+        if shown in names or public in names:
+            out[name] = shown
+    return sorted(out.items())
+
+
+def _remove_from_dispatcher(ops: list[tuple[str, str]]) -> int:
+    """Each forbidden aten operator gets a kernel that raises, for every key a CPU call goes
+    through: `F.scaled_dot_product_attention`, `torch._C._nn...`, `torch.ops.aten...`, a packet
+    made anew, `redispatch` and `decompose` all reach it. The library object that holds the
+    kernels is kept by a reference no Python object holds (a student who finds nothing to delete
+    cannot give the originals back)."""
+    if not ops:
+        return 0
+    import ctypes
+    import warnings
+
+    torch = sys.modules["torch"]
+    library = torch._C._dispatch_library("IMPL", "aten", "", "<autograder>", 0)
+    done = 0
+    with warnings.catch_warnings():   # "overriding a previously registered kernel": that is the point
+        warnings.simplefilter("ignore")
+        for name, shown in ops:
+            kernel = _stub(shown)
+            for key in _DISPATCH_KEYS:
+                try:
+                    library.impl(name, key, kernel, False)
+                    done += 1
+                except (RuntimeError, TypeError, ValueError):
+                    continue
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(library))   # never freed: the kernels stay
+    del library
+    return done
+
+
+def _decompositions(names: set[str]) -> list:
+    """Python implementations torch keeps of the forbidden operators (torch._decomp's tables):
+    a flash attention written with plain ops, callable without the dispatcher."""
+    decomp = sys.modules.get("torch._decomp")
+    out = []
+    for table in (getattr(decomp, "decomposition_table", {}), getattr(decomp, "meta_table", {})):
+        for op, func in list(table.items()):
+            name = str(getattr(op, "_name", op)).split("::")[-1].split(".")[0]
+            shown = forbidden("torch", name, "torch.ops.aten.")
+            if shown in names or forbidden("torch", name) in names:
+                out.append((func, shown))
+    return out
+
+
+def remove(names) -> int:
+    """In a submission's child, before any of its code runs: the forbidden built-ins in `names`
+    (KNOWN names) stop computing, whatever reaches them. The tracer's reports live in the student's
+    process and can be switched off; this cannot be undone from Python:
+    - every wrapped original loses its place in `_ORIGINALS` (the wrappers call a stub), and each
+      Python one (Keras' functions, layer methods, `multi_head_attention_forward`) gets a body that
+      raises, so a registry, `inspect.getmembers`, `gc` or a wrapper's `__globals__` finds a
+      function that raises;
+    - torch's forbidden aten operators get raising kernels in the dispatcher (C builtins such as
+      `torch._C._nn.scaled_dot_product_attention` go through it), and torch's Python
+      decompositions of them raise as well.
+    Only `ctypes` (which the static scan charges as a doubt) reaches below this.
+    -> how many functions and kernels were removed."""
+    names = set(names)
+    if not names:
+        return 0
+    count = 0
+    for number, shown in enumerate(_SHOWN):
+        original = _ORIGINALS[number]
+        if shown in names and type(original).__name__ not in ("OpOverloadPacket", "OpOverload"):
+            # (an aten packet keeps its original: torch reads its schema; the dispatcher raises)
+            stub = _removed.setdefault(shown, _stub(shown))
+            _ORIGINALS[number] = stub
+            _kill_function(original, shown)
+            count += 1
+    for func, shown in _decompositions(names):
+        count += _kill_function(func, shown)
+    count += _remove_from_dispatcher(_torch_ops(names))
+    return count
 
 
 def install(framework: str) -> None:

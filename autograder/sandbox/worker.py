@@ -32,7 +32,7 @@ import tempfile
 import time
 import types
 
-from autograder.sandbox import calls, confine, landlock, protocol, tracer
+from autograder.sandbox import calls, confine, ipc, landlock, peak, protocol, tracer
 
 PR_SET_CHILD_SUBREAPER = 36
 LEVEL = os.environ.get("AUTOGRADER_ISOLATION", "none")
@@ -114,18 +114,26 @@ def _reap(statuses: dict[int, int] | None = None) -> None:
             statuses[pid] = status
 
 
-def _anon_rss(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("RssAnon:"):
-                        total += int(line.split()[1]) * 1024
-                        break
-        except (OSError, ValueError):
-            continue
-    return total
+def _tmpfs_roots(roots) -> tuple[str, ...]:
+    """Those of `roots` that are memory (tmpfs): a file there is memory in no process's resident set."""
+    try:
+        with open("/proc/self/mounts") as f:
+            mounts = {fields[1]: fields[2] for fields in (line.split() for line in f) if len(fields) > 2}
+    except OSError:
+        return ("/dev/shm",)
+    return tuple(root for root in roots if mounts.get(root) == "tmpfs")
+
+
+# under uid-drop: the host's world-writable folders that are memory, whose files of the dropped uid count
+SHARED_TMPFS = _tmpfs_roots(confine.WORLD_WRITABLE) if LEVEL == "uid-drop" else ()
+
+
+def _held_bytes() -> int:
+    """The submission's memory, shared memory and tmpfs files included (peak.submission_bytes);
+    every process below the worker is the submission's (orphans come back to us, the subreaper)."""
+    if LEVEL == "uid-drop":
+        return peak.submission_bytes(_descendants(os.getpid()), DROP_UID, shared_roots=SHARED_TMPFS)
+    return peak.submission_bytes(_descendants(os.getpid()), None, SANDBOX_WRITABLE if LEVEL == "bubblewrap" else ())
 
 
 def _describe(status: int | None, memory_limit: int = 0, disk: str = "") -> dict:
@@ -208,6 +216,7 @@ def _reset(scratch: str, modes: dict) -> dict:
     if LEVEL == "bubblewrap":
         for path in SANDBOX_WRITABLE:
             confine.wipe(path, int(modes[path], 8))
+        ipc.clean(None)   # the sandbox's processes are gone: every object in its namespace is the submission's
         return {}
     if LEVEL == "uid-drop":
         if not confine.kill_uid(DROP_UID):
@@ -222,6 +231,7 @@ def _reset(scratch: str, modes: dict) -> dict:
                 pass
             finally:
                 os.close(base)
+        ipc.clean(DROP_UID)
         return report
     if os.path.lexists(scratch):
         confine.wipe(scratch, 0o700)
@@ -240,7 +250,7 @@ def self_test(protected: list[str]) -> str:
     if probe == 0:
         os.close(read)
         try:
-            _confine(scratch)
+            _confine(scratch, 256 << 20)   # the IPC namespace's caps are tried as well
             problem = _probe_confinement(protected, scratch)
         except BaseException as exc:   # noqa: BLE001 (any failure is a refusal, reported as text)
             problem = f"confinement failed: {exc}"
@@ -317,7 +327,7 @@ def serve(framework: str, ctrl: socket.socket) -> None:
         ready, _, _ = select.select([ctrl], [], [], 0.05 if child else 0.5)
         _reap(statuses)
         if child and memory_limit and not over_memory and child not in statuses:
-            if _anon_rss([child, *_descendants(child)]) > memory_limit:
+            if _held_bytes() > memory_limit:
                 over_memory = memory_limit
                 _kill_all_below_me()
         if child and LEVEL == "uid-drop" and not over_disk and time.monotonic() > disk_at:
@@ -414,8 +424,12 @@ def _strip_magics(source: str) -> str:
     )
 
 
-def _confine(scratch: str) -> None:
-    """Everything the child gets before it runs a line of student code (see confine.py)."""
+def _confine(scratch: str, memory_bytes: int = 0) -> str:
+    """Everything the child gets before it runs a line of student code (see confine.py).
+    -> whether the child has an IPC namespace of its own ("own", or why not)."""
+    namespace = ""
+    if LEVEL != "none":   # own IPC namespace where it can be made; ipc.clean afterwards anyway
+        namespace = ipc.private_namespace(memory_bytes)
     if LEVEL == "uid-drop":
         confine.private_network()   # where root has the capability; the seccomp filter anyway
     os.chdir(scratch)
@@ -427,6 +441,7 @@ def _confine(scratch: str) -> None:
             landlock.restrict(*_landlock_paths(scratch))
     if LEVEL != "none":
         confine.load_filter()
+    return namespace
 
 
 def _landlock_paths(scratch: str) -> tuple[list[str], list[str]]:
@@ -449,7 +464,8 @@ def _run_child(sock: socket.socket, framework: str, op: dict, scratch: str) -> N
     os.setsid()
     _quiet()
     _limit(op)
-    _confine(scratch)
+    _confine(scratch, int(op.get("max_memory_bytes", 0)))
+    tracer.remove(op.get("remove_builtins") or ())   # before any student code: see tracer.remove
     main = types.ModuleType("__main__")
     main.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = main
