@@ -67,13 +67,26 @@ def attention(q, k, v):
 '''
 
 
+COMPARED = '''
+q = torch.ones(1, 2, 3, 4)
+reference = F.scaled_dot_product_attention(q, q, q)   # outside any exercise, as the chapter pages do
+def after(x):
+    return x + 1
+'''
+
+
 def test_a_disarmed_tracer_does_not_let_a_forbidden_built_in_compute(box):
-    runner = run(box, DISARM)
+    runner = run(box, DISARM, COMPARED)
     q = np.random.default_rng(0).normal(size=(2, 4, 8)).astype(np.float32)
     reply = runner.call("attention", (q, q, q), {})
+    after = runner.call("after", X, {})
+    missing = runner.call("reference", X, {})
     runner.close()
     # before: status ok, the right numbers, no built-in reported (7/7 uncharged)
     assert reply.status == "error" and "not available in graded exercises" in reply.error, reply
+    # a comparison with the built-in in a cell is skipped, and the cell goes on
+    assert after.status == "ok" and np.all(after.value == 2), after
+    assert missing.status == "missing", missing
 
 
 def test_autograd_and_own_job_through_getattr_are_charged_and_unknown_names_noted():
@@ -281,3 +294,18 @@ def test_no_ipc_object_of_one_submission_reaches_the_next(box):
     reply = runner.call("found", X, {})
     runner.close()
     assert reply.status == "ok" and float(reply.value.max()) == 0, reply   # before: 111 (all three found)
+
+
+CAPS = '''
+def caps(x):
+    values = [int(open(f"/proc/sys/kernel/{name}").read()) for name in ("msgmni", "shmmax")]
+    return x * 0 + x.new_tensor(values)
+'''
+
+
+def test_each_submission_has_an_ipc_namespace_of_its_own_with_its_own_caps(box):
+    runner = run(box, CAPS)
+    reply = runner.call("caps", (np.zeros(2, np.float32),), {})
+    runner.close()
+    # the host's (and bubblewrap's shared) namespace has 32000 queues and unbounded segments
+    assert reply.status == "ok" and reply.value.tolist() == [16, 768 << 20], reply

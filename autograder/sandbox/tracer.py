@@ -15,6 +15,7 @@ originals reached through `__globals__`, `gc` or `ctypes`) the static half names
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.abc
 import inspect
@@ -289,6 +290,7 @@ def _stub(shown: str):
     return removed
 
 
+@functools.lru_cache(maxsize=None)
 def _dead_code(shown: str, free: int) -> types.CodeType:
     """A body that raises `Removed` and reads no global (a student's `builtins` cannot change what
     it does), with `free` closure cells, so that it can replace the code of a function with as many."""
@@ -318,22 +320,26 @@ def _kill_function(func, shown: str) -> bool:
 _DISPATCH_KEYS = ("CompositeImplicitAutograd", "CompositeExplicitAutograd", "CPU", "Autograd")
 
 
+_OPS: list | None = None   # (aten op, shown name, public name) of every forbidden operator: found once, in the worker
+
+
 def _torch_ops(names: set[str]) -> list[tuple[str, str]]:
-    """(aten op, shown name) of every forbidden operator the dispatcher knows."""
+    """(aten op, shown name) of every forbidden operator the dispatcher knows whose name is in `names`."""
+    global _OPS
     torch = sys.modules.get("torch")
     if torch is None or not hasattr(torch, "_C"):
         return []
-    out = {}
-    for qualified in torch._C._dispatch_get_all_op_names():
-        namespace, _, rest = qualified.partition("::")
-        name = rest.split(".", 1)[0]
-        if namespace != "aten" or name in out:
-            continue
-        shown = forbidden("torch", name, "torch.ops.aten.")
-        public = forbidden("torch", name)
-        if shown in names or public in names:
-            out[name] = shown
-    return sorted(out.items())
+    if _OPS is None:
+        found = {}
+        for qualified in torch._C._dispatch_get_all_op_names():
+            namespace, _, rest = qualified.partition("::")
+            name = rest.split(".", 1)[0]
+            if namespace == "aten" and name not in found:
+                shown = forbidden("torch", name, "torch.ops.aten.")
+                if shown:
+                    found[name] = (name, shown, forbidden("torch", name))
+        _OPS = sorted(found.values())
+    return [(name, shown) for name, shown, public in _OPS if shown in names or public in names]
 
 
 def _remove_from_dispatcher(ops: list[tuple[str, str]]) -> int:
@@ -365,18 +371,25 @@ def _remove_from_dispatcher(ops: list[tuple[str, str]]) -> int:
     return done
 
 
+_DECOMPOSITIONS: list | None = None   # (function, shown name, public name), found once, in the worker
+
+
 def _decompositions(names: set[str]) -> list:
     """Python implementations torch keeps of the forbidden operators (torch._decomp's tables):
     a flash attention written with plain ops, callable without the dispatcher."""
+    global _DECOMPOSITIONS
     decomp = sys.modules.get("torch._decomp")
-    out = []
-    for table in (getattr(decomp, "decomposition_table", {}), getattr(decomp, "meta_table", {})):
-        for op, func in list(table.items()):
-            name = str(getattr(op, "_name", op)).split("::")[-1].split(".")[0]
-            shown = forbidden("torch", name, "torch.ops.aten.")
-            if shown in names or forbidden("torch", name) in names:
-                out.append((func, shown))
-    return out
+    if decomp is None:
+        return []
+    if _DECOMPOSITIONS is None:
+        _DECOMPOSITIONS = []
+        for table in (getattr(decomp, "decomposition_table", {}), getattr(decomp, "meta_table", {})):
+            for op, func in list(table.items()):
+                name = str(getattr(op, "_name", op)).split("::")[-1].split(".")[0]
+                shown = forbidden("torch", name, "torch.ops.aten.")
+                if shown:
+                    _DECOMPOSITIONS.append((func, shown, forbidden("torch", name)))
+    return [(func, shown) for func, shown, public in _DECOMPOSITIONS if shown in names or public in names]
 
 
 def remove(names) -> int:
@@ -421,5 +434,7 @@ def install(framework: str) -> None:
             continue
     _sweep_modules()
     _wrap_aten_ops()
+    _torch_ops(set())        # found now, once: each child's `remove` only applies them
+    _decompositions(set())
     if not any(isinstance(f, _AfterImport) for f in sys.meta_path):
         sys.meta_path.insert(0, _AfterImport())

@@ -487,12 +487,26 @@ def _run_child(sock: socket.socket, framework: str, op: dict, scratch: str) -> N
 
 
 def _run_cell(header: dict, namespace: dict) -> dict:
+    """One cell, statement by statement: a top-level statement that reaches a removed built-in
+    (tracer.remove: a comparison with F.scaled_dot_product_attention, as the chapter pages make)
+    is skipped, and the cell goes on, so the definitions after it still exist. Nothing it would
+    have computed exists; any other error ends the cell, as in a kernel."""
+    import ast
+
+    name = f"<cell {header['index']}>"
+    skipped = []
     try:
-        code = compile(_strip_magics(header["source"]), f"<cell {header['index']}>", "exec")
-        exec(code, namespace)
+        tree = ast.parse(_strip_magics(header["source"]), name)
+        future = any(isinstance(node, ast.ImportFrom) and node.module == "__future__" for node in tree.body)
+        units = [tree] if future else [ast.Module([node], []) for node in tree.body]
+        for unit in units:
+            try:
+                exec(compile(unit, name, "exec"), namespace)
+            except tracer.Removed as exc:
+                skipped.append(f"line {getattr(unit.body[0], 'lineno', 0)}: {exc}"[:300])
     except BaseException as exc:   # SystemExit and KeyboardInterrupt too: a cell cannot stop us
         return {"ok": False, "error": calls.error_text(exc)}
-    return {"ok": True}
+    return {"ok": True, "skipped": skipped} if skipped else {"ok": True}
 
 
 if __name__ == "__main__":
