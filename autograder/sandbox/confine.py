@@ -9,6 +9,7 @@ In both, the child gets a seccomp filter (through libseccomp, the kernel's own l
 no Python binding is needed, and the one on PyPI has not been released since 2021) that refuses
 - sockets other than AF_UNIX, and io_uring (which opens sockets without socket()): no network;
 - ptrace and process_vm_readv/writev: no reading or writing of another process's memory;
+- memfd_create: shared memory held by a descriptor, which the worker cannot always see;
 - chmod and extended attributes: under bubblewrap run as root, the sandbox user is the owner of
   the host's /dev/null and of the sandbox's /tmp, and a chmod would break every later submission
   (or the host);
@@ -52,6 +53,8 @@ DENIED = {
     **dict.fromkeys(["ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd"], errno.EPERM),
     **dict.fromkeys(["chmod", "fchmod", "fchmodat", "setxattr", "lsetxattr", "fsetxattr",
                      "removexattr", "lremovexattr", "fremovexattr"], errno.EPERM),
+    # anonymous shared memory that no mapping need show and no folder holds (issue 19, breach 8)
+    **dict.fromkeys(["memfd_create", "memfd_secret"], errno.EPERM),
     **dict.fromkeys(["add_key", "request_key", "keyctl", "unshare", "setns", "mount", "umount2",
                      "pivot_root", "bpf", "perf_event_open", "userfaultfd", "open_tree", "move_mount",
                      "fsopen", "fsmount", "fspick", "mount_setattr"], errno.EPERM),

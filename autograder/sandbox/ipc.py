@@ -154,12 +154,14 @@ def _queues_as_root(uid: int) -> list[str]:
     return [n for n in names if n]
 
 
-def clean(uid: int | None) -> list[str]:
+def clean(uid: int | None, own_namespace: bool = False) -> list[str]:
     """After a submission's processes are gone: remove the IPC objects it may have left in the
-    worker's namespace (`uid`'s; None: all, in bubblewrap's sandbox) -> what was removed."""
+    worker's namespace (`uid`'s; None: all, in bubblewrap's sandbox) -> what was removed.
+    `own_namespace`: the submission had a namespace of its own (gone with it), so the host's POSIX
+    queues need no helper of ours (System V ones and a mounted /dev/mqueue are still looked at)."""
     removed = _sysv(uid)
     if _is_mqueue(MQUEUE):
         removed += _unlink_queues(MQUEUE, uid)
-    elif uid is not None and os.geteuid() == 0:
+    elif uid is not None and os.geteuid() == 0 and not own_namespace:
         removed += _queues_as_root(uid)
     return removed
