@@ -137,6 +137,8 @@ reach = {
                    and getattr(o, "__module__", "").startswith("keras")][-1](u, u, u),
     "layer": lambda: keras.layers.MultiHeadAttention(2, 4)(q, q),
     "attention layer": lambda: keras.layers.Attention()([q, q]),
+    "torch imported later": lambda: __import__("torch").nn.functional.scaled_dot_product_attention(
+        *[__import__("torch").ones(1, 2, 4, 8)] * 3),
 }
 still = [keras.ops.softmax(q), keras.layers.Dense(3)(q)]
 ''',

@@ -260,6 +260,7 @@ class _AfterImport(importlib.abc.MetaPathFinder):
                     _sweep_namespace(module, family_of(module.__name__), module.__name__)
                     if module.__name__ == "torch":
                         _wrap_aten_ops()
+                    _apply_removal(module.__name__ == "torch")   # in a child that removed them: these too
 
                 spec.loader.exec_module = exec_module
                 return spec
@@ -404,22 +405,41 @@ def remove(names) -> int:
       `torch._C._nn.scaled_dot_product_attention` go through it), and torch's Python
       decompositions of them raise as well.
     Only `ctypes` (which the static scan charges as a doubt) reaches below this.
+    A framework imported later (torch in a TensorFlow notebook) loses them as it is imported.
     -> how many functions and kernels were removed."""
-    names = set(names)
+    _REMOVING.update(names)
+    return _apply_removal(torch_too=True)
+
+
+_REMOVING: set[str] = set()   # what `remove` was given, in this child: applied again after each import
+_KILLED: set[int] = set()     # wrapper numbers already removed
+_KILLED_FUNCS: set[int] = set()   # ids of torch's decompositions already removed
+_KILLED_OPS: set[str] = set()  # aten operators already given a raising kernel
+
+
+def _apply_removal(torch_too: bool) -> int:
+    """`torch_too`: the dispatcher and torch's decompositions as well (torch wholly imported)."""
+    names = _REMOVING
     if not names:
         return 0
     count = 0
     for number, shown in enumerate(_SHOWN):
         original = _ORIGINALS[number]
-        if shown in names and type(original).__name__ not in ("OpOverloadPacket", "OpOverload"):
-            # (an aten packet keeps its original: torch reads its schema; the dispatcher raises)
-            stub = _removed.setdefault(shown, _stub(shown))
-            _ORIGINALS[number] = stub
-            _kill_function(original, shown)
-            count += 1
+        if number in _KILLED or shown not in names or type(original).__name__ in ("OpOverloadPacket", "OpOverload"):
+            continue   # (an aten packet keeps its original: torch reads its schema; the dispatcher raises)
+        _KILLED.add(number)
+        _ORIGINALS[number] = _removed.setdefault(shown, _stub(shown))
+        _kill_function(original, shown)
+        count += 1
+    if not torch_too:
+        return count
     for func, shown in _decompositions(names):
-        count += _kill_function(func, shown)
-    count += _remove_from_dispatcher(_torch_ops(names))
+        if id(func) not in _KILLED_FUNCS:
+            _KILLED_FUNCS.add(id(func))
+            count += _kill_function(func, shown)
+    ops = [(name, shown) for name, shown in _torch_ops(names) if name not in _KILLED_OPS]
+    _KILLED_OPS.update(name for name, _ in ops)
+    count += _remove_from_dispatcher(ops)
     return count
 
 
