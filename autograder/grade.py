@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograder import chapters, isolation, parse, scan, untrusted
+from autograder import chapters, isolation, parse, scan, secret, untrusted
 from autograder.checks.api import MB
 from autograder.checks.runner import run_checks
 from autograder.session import Runner
@@ -23,7 +23,8 @@ from autograder.results import RUNS_TOP_TO_BOTTOM, CheckResult, SubmissionResult
 class Options:
     timeout: float | None = None      # seconds for one submission, all cells and checks together
                                       # (None: its chapter's submission_seconds)
-    seed: int = 0                     # the batch seed; each check derives its own from it
+    seed: int = 0                     # the batch seed; each check derives its own from it, the
+                                      # course secret and the student (autograder/secret.py)
     public_only: bool = False         # `autograder check`: what students may run themselves
     require_sandbox: bool = False     # bubblewrap or nothing
     unsafe_no_sandbox: bool = False   # allow isolation "none" when no other level works
@@ -159,8 +160,13 @@ def _grade(path: Path, sandboxes: Sandboxes, result: SubmissionResult, start: fl
     runner = Runner(sandbox, sub.cells, deadline=start + limits.submission_seconds, limits=limits)
     try:
         outcomes = runner.run_cells()
+        # Graded inputs come from the course secret, never from the public seed the release drew
+        # its stored ones from; `autograder check` (public checks only) draws the release's.
+        key = None if options.public_only else secret.course_secret()
+        result.secret = secret.fingerprint(key) if key is not None else ""
         checks, traced = run_checks(sub.chapter, runner, sub.framework, exercise=options.exercise,
-                                    public_only=options.public_only, seed=options.seed)
+                                    public_only=options.public_only, seed=options.seed,
+                                    secret_key=key, student=secret.student_of(result.submission))
     finally:
         runner.close()
     record = chapters.chapter(sub.chapter)

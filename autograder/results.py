@@ -58,6 +58,7 @@ class SubmissionResult:
     seconds: float = 0.0
     exercises: list[str] = field(default_factory=list)  # the assignment's exercises, in order
     digest: str = ""                   # sha256 of the file graded, so a resumed batch spots changes
+    secret: str = ""                   # fingerprint of the course secret its inputs came from (secret.py)
 
     @property
     def score(self) -> float:

@@ -7,6 +7,7 @@ use (`_read_reply`): a `Reply`, or a `Handle` to an object that stays on the stu
 """
 from __future__ import annotations
 
+import builtins as builtins_module
 import socket
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ class Reply:
     error: str = ""
     builtins: list[str] = field(default_factory=list)
     peak_bytes: int = 0               # the call's peak memory rise: the trusted side's measure (workers.CallMeter)
+    changed: list[str] = field(default_factory=list)   # keys of the arguments the call changed in place
+    raised: str = ""                  # status "error": the built-in exception class raised ("ValueError")
 
 
 class Runner:
@@ -234,13 +237,18 @@ def _read_reply(head: dict, arrays: dict[str, np.ndarray]) -> Reply:
         error = head.get("error", "")
         if status not in ("missing", "not_implemented", "error") or not isinstance(error, str):
             return Reply("error", error=MALFORMED, builtins=builtins)
-        return Reply(status, error=untrusted.neutral(error, MAX_REPLY_ERROR), builtins=builtins)
+        raised = head.get("raised")
+        raised = raised if isinstance(raised, str) and isinstance(getattr(builtins_module, raised, None), type) \
+            and issubclass(getattr(builtins_module, raised), BaseException) else ""
+        return Reply(status, error=untrusted.neutral(error, MAX_REPLY_ERROR), builtins=builtins,
+                     raised=raised if status == "error" else "")
     result = head.get("result")
     if isinstance(result, dict) and result.get("kind") == "handle":
         handle = result.get("handle")
         if not isinstance(handle, str) or len(handle) > 20:
             return Reply("error", error=MALFORMED, builtins=builtins)
-        return Reply("ok", value=Handle(handle), types=["object"], builtins=builtins, peak_bytes=_peak(head))
+        return Reply("ok", value=Handle(handle), types=["object"], builtins=builtins, peak_bytes=_peak(head),
+                     changed=_changed(head))
     try:
         items, types = [], []
         for item in result["items"]:
@@ -255,7 +263,7 @@ def _read_reply(head: dict, arrays: dict[str, np.ndarray]) -> Reply:
             raise ValueError("bad single")
     except (KeyError, TypeError, ValueError, IndexError, AttributeError):
         return Reply("error", error=MALFORMED, builtins=builtins)
-    return Reply("ok", value=value, types=types, builtins=builtins, peak_bytes=_peak(head))
+    return Reply("ok", value=value, types=types, builtins=builtins, peak_bytes=_peak(head), changed=_changed(head))
 
 
 MAX_NESTED_ITEMS = 16
@@ -299,6 +307,14 @@ def _dict_of(keys, items: list) -> dict:
                        and k.replace("_", "a").isascii() and k.replace("_", "a").isalnum() for k in keys)):
         raise ValueError("bad dict")
     return dict(zip(keys, items))
+
+
+def _changed(head: dict) -> list[str]:
+    """The reply's "changed": argument keys as the request named them ("a0", "a1", ...), at most 32."""
+    changed = head.get("changed", [])
+    if not isinstance(changed, list):
+        return ["?"]   # malformed: something was claimed changed
+    return sorted({k for k in changed[:32] if isinstance(k, str) and len(k) <= 4 and k[:1] == "a" and k[1:].isdigit()})
 
 
 def _peak(head: dict) -> int:

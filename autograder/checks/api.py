@@ -16,6 +16,12 @@ memory by the chapter's `memory_mb` (autograder/chapters.py); a check may set it
 A call that runs longer fails the check ("still running after 10 s, the limit of this check"); a
 call whose peak memory (measured on the student's side, checked here) is above `memory_mb` fails
 it with the hint. The submission's other checks still run. MB here are 2**20 bytes.
+Inputs fixed in a check's code (the worked examples the notebook prints) are the same in every
+grade and are stored, with their expected values, by the release: a function that looks them up
+passes. Such a check is declared `fixed=True` and carries FIXED_POINTS, so that they hold at most
+10 % of a chapter's points (tests/test_hardening_inputs.py measures it with that lookup); every
+other check draws its inputs from `rng`, seeded in grading from the course secret (secret.py).
+
 A failure's message is what the student reads, so it says what was expected, what came, and a hint.
 
 Its first line is all a student sees of a failed *hidden* check (report/disclosure.py), and the
@@ -34,6 +40,8 @@ import pytest
 
 
 MB = 1 << 20
+FIXED_POINTS = 0.25   # a check whose inputs are fixed in its code (a worked example)
+MAX_FIXED_SHARE = 0.10   # of a chapter's points, at most, in such checks
 MEMORY_HINT = ("keep less in memory at once: work block by block instead of building large "
                "intermediate arrays (such as a whole n×n score matrix)")
 
@@ -46,11 +54,16 @@ class CheckMeta:
     seconds: float | None = None      # one call's time limit; None: the chapter's call_seconds
     memory_mb: float | None = None    # one call's peak memory rise; None: the chapter's memory_mb
     memory_hint: str = MEMORY_HINT    # what a student should do about a call over `memory_mb`
+    fixed: bool = False               # inputs fixed in the check's code (a worked example)
 
 
-def check(exercise: str, points: float = 1.0, public: bool = False, *, seconds: float | None = None,
-          memory_mb: float | None = None, memory_hint: str | None = None):
-    """Declare a grading check for `exercise`; `seconds` and `memory_mb` bound each of its calls."""
+def check(exercise: str, points: float | None = None, public: bool = False, *, seconds: float | None = None,
+          memory_mb: float | None = None, memory_hint: str | None = None, fixed: bool = False):
+    """Declare a grading check for `exercise`; `seconds` and `memory_mb` bound each of its calls.
+    `fixed`: its inputs are written in its code, not drawn from `rng`; it then carries FIXED_POINTS."""
+    if fixed and points is not None:
+        raise ValueError(f"@check({exercise!r}): a fixed-input check carries FIXED_POINTS, not {points!r}")
+    points = FIXED_POINTS if fixed else (1.0 if points is None else points)
     for name, value in (("seconds", seconds), ("memory_mb", memory_mb)):
         if value is not None and not value > 0:
             raise ValueError(f"@check({exercise!r}): {name} must be positive, not {value!r}")
@@ -60,6 +73,8 @@ def check(exercise: str, points: float = 1.0, public: bool = False, *, seconds: 
         func = pytest.mark.points(points)(func)
         if public:
             func = pytest.mark.public(func)
+        if fixed:
+            func = pytest.mark.fixed_inputs(func)
         if seconds is not None or memory_mb is not None or memory_hint is not None:
             func = pytest.mark.limits(seconds=seconds, memory_mb=memory_mb, memory_hint=memory_hint)(func)
         return func
@@ -77,7 +92,8 @@ def meta_of(item) -> CheckMeta | None:
     return CheckMeta(mark.args[0], float(points.args[0]) if points else 1.0,
                      item.get_closest_marker("public") is not None,
                      seconds=given.get("seconds"), memory_mb=given.get("memory_mb"),
-                     memory_hint=given.get("memory_hint") or MEMORY_HINT)
+                     memory_hint=given.get("memory_hint") or MEMORY_HINT,
+                     fixed=item.get_closest_marker("fixed_inputs") is not None)
 
 
 def size_text(nbytes: float) -> str:

@@ -41,7 +41,7 @@ def _rows_sum_to_one(weights: np.ndarray, rows_with_keys: np.ndarray, what="weig
 
 # --- dot_product_scores --------------------------------------------------------------------------
 
-@check("dot_product_scores", points=1, public=True)
+@check("dot_product_scores", public=True, fixed=True)
 def test_dot_product_scores_worked_example(student, oracle, rng):
     """matches the worked example"""
     got = student.dot_product_scores(EXAMPLE_QUERIES, EXAMPLE_KEYS)
@@ -75,7 +75,7 @@ def test_dot_product_scores_single_query_and_key(student, oracle, rng):
 
 # --- scaled_dot_product_scores -------------------------------------------------------------------
 
-@check("scaled_dot_product_scores", points=1, public=True)
+@check("scaled_dot_product_scores", public=True, fixed=True)
 def test_scaled_dot_product_scores_worked_example(student, oracle, rng):
     """matches the worked example (d_k = 4, so the scores are halved)"""
     queries = np.array([[1, 1, 1, 1], [2, 0, 0, 0]], np.float32)
@@ -117,7 +117,7 @@ def _additive_random(rng, batch, n_q, n_k, d_q, d_k, h):
             _normal(rng, d_q, h), _normal(rng, d_k, h), _normal(rng, h))
 
 
-@check("additive_scores", points=1, public=True)
+@check("additive_scores", public=True, fixed=True)
 def test_additive_scores_worked_example(student, oracle, rng):
     """matches the worked example"""
     args = _additive_example()
@@ -149,7 +149,7 @@ def test_additive_scores_single_query_and_key(student, oracle, rng):
 
 # --- general_scores ------------------------------------------------------------------------------
 
-@check("general_scores", points=1, public=True)
+@check("general_scores", public=True, fixed=True)
 def test_general_scores_worked_example(student, oracle, rng):
     """matches the worked example"""
     queries = np.array([[1, 2]], np.float32)                         # (n_q=1, d_q=2)
@@ -186,7 +186,7 @@ def test_general_scores_leading_dims(student, oracle, rng):
 
 # --- masked_softmax ------------------------------------------------------------------------------
 
-@check("masked_softmax", points=1, public=True)
+@check("masked_softmax", public=True, fixed=True)
 def test_masked_softmax_worked_example(student, oracle, rng):
     """matches the worked example"""
     scores = np.array([[0, 0, 5], [1, 1, 1]], np.float32)
@@ -265,7 +265,7 @@ def test_masked_softmax_masked_keys_get_nothing(student, oracle, rng):
 
 # --- padding_mask --------------------------------------------------------------------------------
 
-@check("padding_mask", points=1, public=True)
+@check("padding_mask", public=True, fixed=True)
 def test_padding_mask_worked_example(student, oracle, rng):
     """matches the worked example"""
     valid_lens = np.array([1, 3])
@@ -297,14 +297,14 @@ def test_padding_mask_single(student, oracle, rng):
 
 # --- causal_mask ---------------------------------------------------------------------------------
 
-@check("causal_mask", points=1, public=True)
+@check("causal_mask", public=True, fixed=True)
 def test_causal_mask_worked_example(student, oracle, rng):
     """matches the worked examples: causal_mask(3) and causal_mask(2, 4)"""
     assert_close(student.causal_mask(3), oracle.causal_mask(3), what="causal_mask(3)")
     assert_close(student.causal_mask(2, 4), oracle.causal_mask(2, 4), what="causal_mask(2, 4)")
 
 
-@check("causal_mask", points=1, public=True)
+@check("causal_mask", public=True, fixed=True)
 def test_causal_mask_square(student, oracle, rng):
     """a square mask is the lower triangle, diagonal included"""
     assert_close(student.causal_mask(6, 6), oracle.causal_mask(6, 6), what="causal_mask(6, 6)")
@@ -333,14 +333,14 @@ def test_causal_mask_one(student, oracle, rng):
 
 # --- tree_mask -----------------------------------------------------------------------------------
 
-@check("tree_mask", points=1, public=True)
+@check("tree_mask", public=True, fixed=True)
 def test_tree_mask_worked_example(student, oracle, rng):
     """matches the worked example"""
     parents = np.array([-1, 0, 0, 1])
     assert_close(student.tree_mask(parents), oracle.tree_mask(parents), what="mask")
 
 
-@check("tree_mask", points=1, public=True)
+@check("tree_mask", public=True, fixed=True)
 def test_tree_mask_chain(student, oracle, rng):
     """a chain: every node sees all its ancestors, not only its parent"""
     parents = np.array([-1, 0, 1, 2, 3, 4])
@@ -388,7 +388,7 @@ def _output_and_weights(got):
     return got
 
 
-@check("scaled_dot_product_attention", points=1, public=True)
+@check("scaled_dot_product_attention", public=True, fixed=True)
 def test_scaled_dot_product_attention_worked_example(student, oracle, rng):
     """matches the worked example"""
     _same_attention(student, oracle, *_attention_example())
@@ -486,7 +486,7 @@ def _same_segment_mask(student, oracle, segment_ids, hint=SEGMENT_HINT, what="ma
     _same_or_hint(student.segment_mask(segment_ids), oracle.segment_mask(segment_ids), what, hint)
 
 
-@check("segment_mask", points=1, public=True)
+@check("segment_mask", public=True, fixed=True)
 def test_segment_mask_worked_example(student, oracle, rng):
     """matches the worked example: segment_mask([0, 0, 1, -1])"""
     _same_segment_mask(student, oracle, np.array([0, 0, 1, -1]), what="segment_mask([0, 0, 1, -1])")
@@ -544,7 +544,7 @@ def _same_decoder_masks(student, oracle, tgt, src, n_tgt, n_src, hint, what=DECO
     _same_pair(student, oracle, "decoder_masks", (tgt, src, n_tgt, n_src), what, hint)
 
 
-@check("decoder_masks", points=1, public=True)
+@check("decoder_masks", public=True, fixed=True)
 def test_decoder_masks_worked_example(student, oracle, rng):
     """matches the worked example: decoder_masks([2, 3], [1, 2], 3, 2)"""
     _same_decoder_masks(student, oracle, np.array([2, 3]), np.array([1, 2]), 3, 2,
@@ -624,7 +624,7 @@ def _same_bahdanau(student, oracle, args, hint=BAHDANAU_HINT):
     return _same_pair(student, oracle, "bahdanau_step", args, BAHDANAU_OUT, hint)
 
 
-@check("bahdanau_step", points=1, public=True)
+@check("bahdanau_step", public=True, fixed=True)
 def test_bahdanau_step_worked_example(student, oracle, rng):
     """matches the worked example, without and with valid_lens = [2]"""
     args = _bahdanau_example()
@@ -704,7 +704,7 @@ def _same_pooling(student, oracle, args, hint=POOLING_HINT):
     return _same_pair(student, oracle, "attention_pooling", args, POOLING_OUT, hint)
 
 
-@check("attention_pooling", points=1, public=True)
+@check("attention_pooling", public=True, fixed=True)
 def test_attention_pooling_worked_example(student, oracle, rng):
     """matches the worked example: no mask, mask [True, False], mask [False, False]"""
     inputs = np.array([[0, 1, 0, 0], [np.log(3), 0, 1, 0]], np.float32)   # (n=2, d=4)

@@ -40,7 +40,7 @@ LSE_HINT = ("subtract the slice's maximum before exp and add it back after log; 
             "is -inf (an all -inf slice), shift by 0 instead so the result is -inf, not NaN.")
 
 
-@check("logsumexp", points=1, public=True)
+@check("logsumexp", public=True, fixed=True)
 def test_logsumexp_worked_example(student, oracle, rng):
     """matches the worked example"""
     x = np.array([[1, 2, 3], [0, 0, 0]], np.float32)
@@ -86,7 +86,7 @@ def test_logsumexp_minus_infinity(student, oracle, rng):
 JACOBIAN_HINT = "J[i, j] = p_i * (delta_ij - p_j): diag(p) minus the outer product p p^T."
 
 
-@check("softmax_jacobian", points=1, public=True)
+@check("softmax_jacobian", public=True, fixed=True)
 def test_softmax_jacobian_worked_example(student, oracle, rng):
     """matches the worked example"""
     p = np.array([0.5, 0.25, 0.25], np.float32)
@@ -150,7 +150,7 @@ def _gradients(got):
     return got
 
 
-@check("attention_backward", points=1, public=True)
+@check("attention_backward", public=True, fixed=True)
 def test_attention_backward_worked_example(student, oracle, rng):
     """matches the worked example"""
     args = _backward_example()
@@ -210,14 +210,14 @@ PE_HINT = ("column 2i holds sin(p / 10000**(2i / d_model)) and column 2i+1 the c
            "sines and cosines interleaved, not in two halves.")
 
 
-@check("sinusoidal_positional_encoding", points=1, public=True)
+@check("sinusoidal_positional_encoding", public=True, fixed=True)
 def test_positional_encoding_worked_example(student, oracle, rng):
     """matches the worked example (3 positions, d_model = 4)"""
     _shaped_like(student.sinusoidal_positional_encoding(3, 4), (3, 4),
                  oracle.sinusoidal_positional_encoding(3, 4), "encoding", PE_HINT)
 
 
-@check("sinusoidal_positional_encoding", points=1, public=True)
+@check("sinusoidal_positional_encoding", public=True, fixed=True)
 def test_positional_encoding_shape(student, oracle, rng):
     """50 positions with d_model = 16 give a (50, 16) float32 encoding"""
     _shaped_like(student.sinusoidal_positional_encoding(50, 16), (50, 16),
@@ -253,6 +253,13 @@ def test_positional_encoding_small(student, oracle, rng):
                          "encoding", PE_HINT)
 
 
+@check("sinusoidal_positional_encoding", points=1)
+def test_positional_encoding_odd_d_model(student, oracle, rng):
+    """an odd d_model raises ValueError: the sines and cosines come in pairs"""
+    for d_model in sorted(rng.choice([1, 3, 5, 7, 9, 11, 15, 33], size=2, replace=False)):
+        student.raises(ValueError, "sinusoidal_positional_encoding", int(rng.integers(1, 12)), int(d_model))
+
+
 # --- attention_cost ------------------------------------------------------------------------------
 
 COST_HINT = ("flops = 2 * num_heads * n_q * n_k * (d_k + d_v): one multiply-add (2 flops) per term of "
@@ -277,13 +284,13 @@ def _same_cost(student, oracle, args, hint=COST_HINT):
                                       f"got {value}"))
 
 
-@check("attention_cost", points=1, public=True)
+@check("attention_cost", public=True, fixed=True)
 def test_attention_cost_worked_example(student, oracle, rng):
     """matches the worked example: attention_cost(4, 6, 8, 2)"""
     _same_cost(student, oracle, (4, 6, 8, 2))
 
 
-@check("attention_cost", points=1, public=True)
+@check("attention_cost", public=True, fixed=True)
 def test_attention_cost_heads(student, oracle, rng):
     """eight heads: attention_cost(10, 10, 16, 16, num_heads=8) counts each head"""
     _same_cost(student, oracle, (10, 10, 16, 16, 8))
@@ -309,7 +316,7 @@ ENTROPY_HINT = ("H = -sum_j p_j ln p_j over the last axis, in nats (natural log)
                 "contributes 0, not 0 * (-inf) = NaN.")
 
 
-@check("attention_entropy", points=1, public=True)
+@check("attention_entropy", public=True, fixed=True)
 def test_attention_entropy_worked_example(student, oracle, rng):
     """matches the worked example"""
     weights = np.array([[0.5, 0.5, 0, 0], [1, 0, 0, 0], [0.25, 0.25, 0.25, 0.25]], np.float32)

@@ -107,7 +107,7 @@ SPLIT_HINT = ("reshape (..., T, H*d) to (..., T, H, d), then swap the T and H ax
               "features h*d .. (h+1)*d - 1.")
 
 
-@check("split_heads", points=1, public=True)
+@check("split_heads", public=True, fixed=True)
 def test_split_heads_worked_example(student, oracle, rng):
     """matches the worked example: (1, 2, 4) with 2 heads gives (1, 2, 2, 2)"""
     x = np.arange(8, dtype=np.float32).reshape(1, 2, 4)
@@ -148,7 +148,7 @@ MERGE_HINT = ("swap the H and T axes back to (..., T, H, d), then reshape to (..
               "of split_heads.")
 
 
-@check("merge_heads", points=1, public=True)
+@check("merge_heads", public=True, fixed=True)
 def test_merge_heads_worked_example(student, oracle, rng):
     """merges the worked example back: (1, 2, 2, 2) gives (1, 2, 4)"""
     heads = oracle.split_heads(np.arange(8, dtype=np.float32).reshape(1, 2, 4), 2)

@@ -32,7 +32,7 @@ def _same_patches(student, oracle, images, p, what="patches"):
     assert_close_or_hint(got, oracle.image_to_patches(images, p), what, PATCH_HINT, atol=0, rtol=0)
 
 
-@check("image_to_patches", points=1, public=True)
+@check("image_to_patches", public=True, fixed=True)
 def test_patches_worked_example(student, oracle, rng):
     """matches the worked example: one 4x4 grey image, 2x2 patches"""
     images = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
@@ -57,6 +57,19 @@ def test_patches_edges(student, oracle, rng):
     images = _normal(rng, 2, 3, 5, 4)
     _same_patches(student, oracle, images, 1)
     _same_patches(student, oracle, _normal(rng, 2, 4, 4, 2), 4)
+
+
+@check("image_to_patches", points=1)
+def test_patches_keep_the_dtype(student, oracle, rng):
+    """uint8 images give uint8 patches, and float64 images float64 ones: the pixels, in the input's dtype"""
+    for images in (rng.integers(0, 256, size=(2, 6, 4, 3), dtype=np.uint8), _normal(rng, 1, 4, 6, 2).astype(np.float64)):
+        got = student.image_to_patches(images, 2)
+        if isinstance(got, np.ndarray) and got.dtype != images.dtype:
+            raise CheckFailure(detail(f"patches of {images.dtype} images: expected dtype {images.dtype}, got "
+                                      "another dtype. Hint: the patches are the pixels unchanged, in the input's "
+                                      "dtype: reshape and transpose them, never cast.", f"got dtype {got.dtype}"))
+        assert_close_or_hint(got, oracle.image_to_patches(images, 2), f"patches of {images.dtype} images",
+                             PATCH_HINT, atol=0, rtol=0)
 
 
 @check("image_to_patches", points=1)
@@ -91,7 +104,7 @@ def _target_example():
     return target, history
 
 
-@check("target_attention", points=1, public=True)
+@check("target_attention", public=True, fixed=True)
 def test_target_attention_worked_example(student, oracle, rng):
     """matches the worked example, without and with a mask"""
     target, history = _target_example()
@@ -219,7 +232,7 @@ def test_train_returns_labels(student, oracle, rng):
     _labels(student.train_aspect_sentiment(*train, test_tokens, test_mask), 50)
 
 
-@check("train_aspect_sentiment", points=1, public=True, seconds=TRAIN_SECONDS)
+@check("train_aspect_sentiment", public=True, fixed=True, seconds=TRAIN_SECONDS)
 def test_train_accuracy_on_the_notebooks_reviews(student, oracle, rng):
     """reaches 90% accuracy on 1000 new reviews after training on 3000 (the notebook's data)"""
     _accuracy(student, oracle, np.random.default_rng(2026))

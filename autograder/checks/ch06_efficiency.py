@@ -45,7 +45,7 @@ def _stats(rng, *shape):
     return _normal(rng, *shape, scale=3.0), (1.0 + 7.0 * rng.random(shape)).astype(np.float32)
 
 
-@check("merge_softmax_stats", points=1, public=True)
+@check("merge_softmax_stats", public=True, fixed=True)
 def test_merge_worked_example(student, oracle, rng):
     """matches the worked example, with empty parts"""
     inf = np.inf
@@ -140,7 +140,7 @@ def _flash(student, oracle, args, hint=FLASH_HINT, **kwargs):
     assert_close_or_hint(got, want, FLASH_OUT, hint, atol=2e-5, rtol=2e-4)
 
 
-@check("flash_attention", points=1, public=True)
+@check("flash_attention", public=True, fixed=True)
 def test_flash_worked_example(student, oracle, rng):
     """matches the worked example, without and with causal, block_size=2"""
     _flash(student, oracle, _flash_example(), block_size=2)
@@ -221,13 +221,13 @@ def _window(student, oracle, n, window, causal):
     assert_close_or_hint(got, oracle.sliding_window_mask(n, window, causal=causal), "mask", WINDOW_HINT)
 
 
-@check("sliding_window_mask", points=1, public=True)
+@check("sliding_window_mask", public=True, fixed=True)
 def test_window_worked_example(student, oracle, rng):
     """matches the worked example: n = 5, window = 2"""
     _window(student, oracle, 5, 2, causal=False)
 
 
-@check("sliding_window_mask", points=1, public=True)
+@check("sliding_window_mask", public=True, fixed=True)
 def test_window_causal_example(student, oracle, rng):
     """matches the worked example with causal=True"""
     _window(student, oracle, 5, 2, causal=True)
@@ -264,7 +264,7 @@ def _linear(student, oracle, args, hint=LINEAR_HINT, **kwargs):
     assert_close_or_hint(got, want, "output", hint, atol=2e-5, rtol=2e-4)
 
 
-@check("linear_attention", points=1, public=True)
+@check("linear_attention", public=True, fixed=True)
 def test_linear_worked_example(student, oracle, rng):
     """matches the worked example"""
     args = (np.zeros((1, 2), np.float32), np.array([[1, 0], [-1, 0]], np.float32), np.array([[1], [3]], np.float32))
@@ -325,7 +325,7 @@ def _decode_run(student, oracle, queries, keys, values, cache=None, hint=DECODE_
     return np.concatenate(outputs, axis=-2)
 
 
-@check("decode_step", points=1, public=True)
+@check("decode_step", public=True, fixed=True)
 def test_decode_worked_example(student, oracle, rng):
     """matches the worked example: a first step without a cache, then a second step"""
     queries = np.array([[1, 0], [0, 2]], np.float32)

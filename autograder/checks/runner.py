@@ -6,6 +6,7 @@ Where the functions live is a *backend*: `session.Runner` (a sandboxed process, 
 """
 from __future__ import annotations
 
+import builtins
 import contextlib
 import io
 import itertools
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autograder import chapters, untrusted
+from autograder import chapters, secret, untrusted
 from autograder.checks.api import MB, CheckFailure, CheckMeta, NotImplementedYet, detail, meta_of, size_text
 from autograder.session import Handle, Reply, _read_reply
 from autograder.results import CheckResult
@@ -93,13 +94,19 @@ class StudentProxy:
             raise AttributeError(name)
         return lambda *args, **kwargs: self._request({"name": name}, name, args, kwargs)
 
+    def raises(self, error: type[BaseException], name: str, *args, **kwargs) -> None:
+        """Call `name(*args, **kwargs)` and require that it raise `error` (a subclass of it too):
+        the exercise's inputs that it must refuse. A CheckFailure otherwise."""
+        self._request({"name": name}, name, args, kwargs, expect=error)
+
     def new(self, name: str, *args, **kwargs) -> "RemoteModule":
         handle = self._request({"kind": "new", "name": name}, name, args, kwargs, tensors=False)
         if not isinstance(handle, Handle):
             raise CheckFailure(f"{name}(...) did not construct an object")
         return RemoteModule(self, handle, name)
 
-    def _request(self, request: dict, name: str, args: tuple, kwargs: dict, tensors: bool = True):
+    def _request(self, request: dict, name: str, args: tuple, kwargs: dict, tensors: bool = True,
+                 expect: type[BaseException] | None = None):
         limits = self._limits
         index = next(self._calls)
         if limits.seed is not None:   # the same check makes the same calls, so draws the same numbers
@@ -115,6 +122,14 @@ class StudentProxy:
                                "and is the name spelled as in the exercise?")
         if reply.status == "not_implemented":
             raise NotImplementedYet(name)
+        if expect is not None and reply.status in ("ok", "error"):
+            raised = getattr(builtins, reply.raised, None) if reply.status == "error" else None
+            if isinstance(raised, type) and issubclass(raised, expect):
+                return None
+            what = "returned a value" if reply.status == "ok" else "raised another error"
+            raise CheckFailure(detail(f"{name}: expected a {expect.__name__} for these inputs, as the "
+                                      f"exercise says; it {what}.",
+                                      reply.error.rstrip() if reply.status == "error" else ""))
         if reply.status == "error":
             raise CheckFailure(f"{name} raised an error:\n{reply.error.rstrip()}")
         if reply.status == "died":
@@ -126,9 +141,19 @@ class StudentProxy:
                                       f"{limits.memory_hint}",
                                       f"{name} used {size_text(reply.peak_bytes)} at its peak; "
                                       f"this check allows {allowed}."))
-        if tensors and not isinstance(reply.value, dict):   # a dict holds numbers (attention_cost)
+        if reply.changed:
+            raise CheckFailure(detail(
+                f"{name} changed an input in place; a function leaves its inputs unchanged: compute "
+                "into a new tensor (x = x - m, not x -= m, x.sub_(m) or x[...] = ...).",
+                f"changed: {', '.join(_places(args, kwargs, reply.changed))}"))
+        if tensors:
+            # Every array that comes back must be the framework's own tensor, a dict's values too
+            # (attention_cost's are numbers, which need no type).
             want = TENSOR_TYPE[self._framework]
-            values = reply.value if isinstance(reply.value, tuple) else (reply.value,)
+            if isinstance(reply.value, dict):
+                values = tuple(reply.value.values())
+            else:
+                values = reply.value if isinstance(reply.value, tuple) else (reply.value,)
             for value, kind in _flat_pairs(values, reply.types):
                 if isinstance(value, np.ndarray) and kind != want:
                     # The type's name is the submission's to choose: named only if it is a known one.
@@ -136,6 +161,25 @@ class StudentProxy:
                     raise CheckFailure(detail(f"{name} returned {_article(shown)}; the exercise asks for "
                                               f"{_article(want)}.", f"(the type it returned: {kind})"))
         return reply.value
+
+
+def _places(args: tuple, kwargs: dict, keys: list[str]) -> list[str]:
+    """The arguments behind the array keys a reply names, in encode_args' order ("a0", "a1", ...)."""
+    labels: list[str] = []
+
+    def walk(value, label: str) -> None:
+        if isinstance(value, np.ndarray):
+            labels.append(label)
+        elif isinstance(value, (tuple, list)):
+            for i, item in enumerate(value):
+                walk(item, f"{label}[{i}]")
+
+    for i, value in enumerate(args):
+        walk(value, f"argument {i + 1}")
+    for key, value in kwargs.items():
+        walk(value, key)
+    named = {f"a{i}": label for i, label in enumerate(labels)}
+    return [named.get(key, "an argument") for key in keys]
 
 
 def _flat_pairs(values: tuple, types: list):
@@ -196,7 +240,11 @@ class _Plugin:
     exercise: str | None
     public_only: bool
     limits: chapters.Limits = chapters.Limits()
+    secret: bytes | None = None       # grading: seeds from the course secret and the student
+    student_name: str = ""
     results: list[CheckResult] = field(default_factory=list)
+    order: dict[str, int] = field(default_factory=dict)   # nodeid -> place in the file
+    places: list[int] = field(default_factory=list)       # each result's place in the file
     builtins: dict[str, set] = field(default_factory=dict)
     seeds: dict[str, int] = field(default_factory=dict)
     current: str = ""
@@ -221,8 +269,13 @@ class _Plugin:
         return np.random.default_rng(self._check_seed(request))
 
     def _check_seed(self, request) -> int:
-        """The check's seed: its inputs' (`rng`) and, through the call's index, its calls'."""
-        seed = stable_seed(self.seed, request.node.name)
+        """The check's seed: its inputs' (`rng`) and, through the call's index, its calls'. In
+        grading it comes from the course secret and the student (secret.py), never from the public
+        seed the release draws its stored inputs from."""
+        if self.secret is not None:
+            seed = secret.check_seed(self.secret, self.seed, self.student_name, request.node.name)
+        else:
+            seed = stable_seed(self.seed, request.node.name)
         self.seeds[request.node.nodeid] = seed
         return seed
 
@@ -235,7 +288,11 @@ class _Plugin:
             (keep if wanted else drop).append(item)
         if drop:
             config.hook.pytest_deselected(items=drop)
-        items[:] = keep
+        # Every public check runs before any hidden one: a hidden check's inputs, which the
+        # submission's process sees, can then reach no message a student reads in full (a public
+        # check's); hidden checks show only their first line. Results go back to file order.
+        self.order = {item.nodeid: place for place, item in enumerate(keep)}
+        items[:] = sorted(keep, key=lambda item: not meta_of(item).public)
 
     def pytest_runtest_setup(self, item):
         self.current = meta_of(item).exercise
@@ -246,6 +303,7 @@ class _Plugin:
         report = outcome.get_result()
         if report.when == "call" or (report.when == "setup" and report.failed):
             self.results.append(self._result(item, call, report))
+            self.places.append(self.order.get(item.nodeid, len(self.order)))
 
     def _result(self, item, call, report) -> CheckResult:
         meta = meta_of(item)
@@ -273,14 +331,18 @@ _QUIET_PLUGINS = [arg for name in ("cacheprovider", "xdist", "nbval", "unraisabl
 
 def run_checks(chapter: str, backend, framework: str, *, exercise: str | None = None,
                public_only: bool = False, seed: int = 0,
-               limits: chapters.Limits | None = None) -> tuple[list[CheckResult], dict[str, list[str]]]:
+               limits: chapters.Limits | None = None, secret_key: bytes | None = None,
+               student: str = "") -> tuple[list[CheckResult], dict[str, list[str]]]:
     """Run the chapter's checks; returns the results in file order and the built-ins seen.
-    `limits`: the calls' defaults where a check sets none (None: the chapter record's)."""
+    `limits`: the calls' defaults where a check sets none (None: the chapter record's).
+    `secret_key` (grading): check seeds from the course secret, `seed` and `student` (secret.py);
+    None (the student's own `check()`, the release): from `seed` and the check's name alone."""
     files = check_files(chapter)
     if not files:
         raise LookupError(f"no checks for chapter {chapter}")
     limits = limits or chapters.chapter(chapter).limits
-    plugin = _Plugin(backend, framework, oracle_for(chapter), seed, exercise, public_only, limits)
+    plugin = _Plugin(backend, framework, oracle_for(chapter), seed, exercise, public_only, limits,
+                     secret=secret_key, student_name=student)
     args = [*map(str, files), "-c", str(CHECKS_DIR / "pytest.ini"), "--rootdir", str(CHECKS_DIR),
             *_QUIET_PLUGINS, "-q",
             # A failure's message comes from the exception itself (_result); pytest's own report
@@ -291,6 +353,7 @@ def run_checks(chapter: str, backend, framework: str, *, exercise: str | None = 
     log = io.StringIO()
     with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         code = pytest.main(args, plugins=[plugin])
+    results = [result for _, result in sorted(zip(plugin.places, plugin.results), key=lambda pair: pair[0])]
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED):
         raise RuntimeError(f"the checks of {chapter} could not run:\n{log.getvalue()[-3000:]}")
-    return plugin.results, {k: sorted(v) for k, v in plugin.builtins.items()}
+    return results, {k: sorted(v) for k, v in plugin.builtins.items()}

@@ -17,7 +17,10 @@ Around every call (all three kinds):
 - the reply carries "peak_bytes" (peak.py): how far the process's memory rose above where it
   stood when the call began, at its highest. It is the process's own word: a submission can forge
   it, so it serves checks that teach (chapter 06's flash_attention must not build the n x n
-  matrix); the memory limit itself stays the worker's and the cgroup's.
+  matrix); the memory limit itself stays the worker's and the cgroup's;
+- the reply carries "changed" (calls and constructions, not loads): the arguments, by array key,
+  whose tensors the call modified in place (convert.changed_inputs). Inputs are left unchanged:
+  the checks fail a function that changes them.
 """
 from __future__ import annotations
 
@@ -34,6 +37,12 @@ def error_text(exc: BaseException) -> str:
     # Keep the student's frames: drop the grader's own.
     text = "".join(line for line in lines if "autograder/sandbox" not in line)
     return text[-MAX_ERROR:]
+
+
+def builtin_kind(exc: BaseException) -> str:
+    """The built-in exception class the raised one is (ValueError for a subclass of it): what a
+    check that expects an error compares, never the message."""
+    return next((c.__name__ for c in type(exc).__mro__ if c.__module__ == "builtins"), "BaseException")
 
 
 def perform(request: dict, arrays: dict, namespace: dict, handles: dict, framework: str):
@@ -53,7 +62,8 @@ def perform(request: dict, arrays: dict, namespace: dict, handles: dict, framewo
     seed = request.get("seed")
     peak_bytes = 0
     try:
-        args, kwargs = convert.decode_args(request["spec"], arrays, framework)
+        made: dict = {}
+        args, kwargs = convert.decode_args(request["spec"], arrays, framework, made)
         if type(seed) is int:
             seed_everything(seed, framework)
         started = peak.meter().start(framework)
@@ -71,16 +81,17 @@ def perform(request: dict, arrays: dict, namespace: dict, handles: dict, framewo
         return {"status": "error", "error": str(exc), "builtins": tracer.take(), "peak_bytes": peak_bytes}, None
     except BaseException as exc:   # SystemExit too: a student's function cannot stop us
         return {"status": "error", "error": error_text(exc), "builtins": tracer.take(),
-                "peak_bytes": peak_bytes}, None
+                "peak_bytes": peak_bytes, "raised": builtin_kind(exc)}, None
     used = tracer.take()
+    changed = [] if kind == "load" else convert.changed_inputs(arrays, made)
     if kind == "new":
         handle = f"h{len(handles)}"
         handles[handle] = value
         return {"status": "ok", "result": {"kind": "handle", "items": [], "handle": handle}, "builtins": used,
-                "peak_bytes": peak_bytes}, None
+                "peak_bytes": peak_bytes, "changed": changed}, None
     try:
         spec, out = convert.encode_result(value)
     except BaseException as exc:
         return {"status": "error", "builtins": used,
                 "error": f"the return value could not be read: {type(exc).__name__}: {exc}"}, None
-    return {"status": "ok", "result": spec, "builtins": used, "peak_bytes": peak_bytes}, out
+    return {"status": "ok", "result": spec, "builtins": used, "peak_bytes": peak_bytes, "changed": changed}, out

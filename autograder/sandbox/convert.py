@@ -33,7 +33,8 @@ def encode_args(args, kwargs) -> tuple[dict, dict[str, np.ndarray]]:
     return spec, arrays
 
 
-def decode_args(spec: dict, arrays: dict, framework: str):
+def decode_args(spec: dict, arrays: dict, framework: str, made: dict | None = None):
+    """The arguments as the framework's tensors; `made` (if given) gets each array's tensor by key."""
     def one(item):
         if "none" in item:
             return None
@@ -41,7 +42,10 @@ def decode_args(spec: dict, arrays: dict, framework: str):
             return item["v"]
         if "seq" in item:
             return tuple(one(v) for v in item["seq"])
-        return to_framework(arrays[item["a"]], framework)
+        tensor = to_framework(arrays[item["a"]], framework)
+        if made is not None:
+            made[item["a"]] = tensor
+        return tensor
 
     return [one(a) for a in spec["args"]], {k: one(v) for k, v in spec["kwargs"].items()}
 
@@ -54,8 +58,8 @@ def to_framework(array: np.ndarray, framework: str):
         return torch.from_numpy(np.array(array, copy=True))
     import tensorflow as tf
 
-    if np.issubdtype(array.dtype, np.integer):
-        array = array.astype(np.int32)   # TF's default int; tf.range(...) is int32
+    if array.dtype == np.int64:
+        array = array.astype(np.int32)   # TF's default int; tf.range(...) is int32 (uint8 images stay uint8)
     return tf.constant(array)
 
 
@@ -64,11 +68,38 @@ KNOWN_TYPES = ("torch.Tensor", "tf.Tensor", "numpy.ndarray", "a numpy.ndarray su
 MAX_TYPE_NAME = 80
 
 
+# The frameworks' real classes and conversions, taken by `pin()` before any student code runs (the
+# worker pins them right after importing its framework, so every child inherits them). A
+# submission that rebinds `torch._C.TensorBase`, TensorFlow's `ops.EagerTensor`, or a method of
+# `torch.Tensor` afterwards changes nothing here: a NumPy array is not let through as a tensor.
+# Unpinned (the student's own kernel), they are looked up at each use.
+_PINNED: dict[str, object] = {}
+
+
+def pin() -> None:
+    """Take the loaded frameworks' tensor classes and conversion functions now, once."""
+    import sys
+
+    if "torch" in sys.modules and "torch" not in _PINNED:
+        torch = sys.modules["torch"]
+        _PINNED["torch"] = _torch_tensor_class()
+        _PINNED["torch_ops"] = (torch._C.DisableTorchFunctionSubclass, torch.Tensor, torch.Tensor.detach,
+                                torch.Tensor.cpu, torch.Tensor.float, torch.Tensor.as_subclass,
+                                torch.Tensor.numpy, torch.bfloat16)
+    if "tensorflow" in sys.modules and "tf" not in _PINNED:
+        import tensorflow as tf
+
+        _PINNED["tf"] = _tf_tensor_classes()
+        _PINNED["tf_ops"] = (tf.convert_to_tensor, type(tf.constant(0)).numpy)
+
+
 def _torch_tensor_class():
     """torch's real Tensor class, or None. Taken from `torch._C`, where a submission that rebinds
     `torch.Tensor` to a class of its own does not reach; every real tensor subclasses `TensorBase`."""
     import sys
 
+    if "torch" in _PINNED:
+        return _PINNED["torch"]
     torch_c = getattr(sys.modules.get("torch"), "_C", None)
     base = getattr(torch_c, "TensorBase", None) or getattr(torch_c, "_TensorBase", None)
     return base if isinstance(base, type) else None
@@ -79,6 +110,8 @@ def _tf_tensor_classes():
     that only subclasses the Python `tf.Tensor` is not one."""
     import sys
 
+    if "tf" in _PINNED:
+        return _PINNED["tf"]
     if "tensorflow" not in sys.modules:
         return ()
     from tensorflow.python.framework import ops
@@ -110,18 +143,27 @@ def to_numpy(value) -> np.ndarray:
     own conversions for real tensors (a subclass's overridden `numpy()` is not asked)."""
     kind = type_name(value)
     if kind == "torch.Tensor":
-        import torch
+        if "torch_ops" in _PINNED:
+            no_subclass, tensor_class, detach, cpu, to_float, as_subclass, numpy, bfloat16 = _PINNED["torch_ops"]
+        else:
+            import torch
 
-        with torch._C.DisableTorchFunctionSubclass():
-            tensor = torch.Tensor.detach(value).cpu()
-            if tensor.dtype == torch.bfloat16:
-                tensor = tensor.float()
-            value = torch.Tensor.numpy(tensor.as_subclass(torch.Tensor))
+            no_subclass, tensor_class, bfloat16 = torch._C.DisableTorchFunctionSubclass, torch.Tensor, torch.bfloat16
+            detach, cpu, to_float = torch.Tensor.detach, torch.Tensor.cpu, torch.Tensor.float
+            as_subclass, numpy = torch.Tensor.as_subclass, torch.Tensor.numpy
+        with no_subclass():
+            tensor = cpu(detach(value))
+            if tensor.dtype == bfloat16:
+                tensor = to_float(tensor)
+            value = numpy(as_subclass(tensor, tensor_class))
     elif kind == "tf.Tensor":
-        import tensorflow as tf
+        if "tf_ops" in _PINNED:
+            convert_to_tensor, numpy = _PINNED["tf_ops"]
+        else:
+            import tensorflow as tf
 
-        value = tf.convert_to_tensor(value)
-        value = type(tf.constant(0)).numpy(value)
+            convert_to_tensor, numpy = tf.convert_to_tensor, type(tf.constant(0)).numpy
+        value = numpy(convert_to_tensor(value))
     array = np.asarray(value)
     if array.dtype == object:
         raise TypeError("returned an object array")
@@ -152,3 +194,21 @@ def encode_result(value) -> tuple[dict, dict[str, np.ndarray]]:
         # a flat dict of named results (chapter 03's attention_cost): keys in insertion order
         return {"kind": "dict", "keys": list(value), "items": [leaf(v) for v in value.values()]}, arrays
     return {"kind": "single", "items": [leaf(value)]}, arrays
+
+
+def changed_inputs(arrays: dict[str, np.ndarray], made: dict) -> list[str]:
+    """The keys of the arguments whose tensors no longer hold what was sent (values, shape): the
+    function changed its input in place. `arrays` are what was received (each tensor was made
+    from a copy, so these still hold the sent values); `made` their tensors, by key."""
+    changed = []
+    for key, tensor in made.items():
+        sent = arrays[key]
+        try:
+            now = to_numpy(tensor)
+            same = now.shape == sent.shape and bool(
+                np.array_equal(now, sent, equal_nan=sent.dtype.kind in "fc" and now.dtype.kind in "fc"))
+        except Exception:   # a tensor that cannot even be read back has been changed
+            same = False
+        if not same:
+            changed.append(key)
+    return changed

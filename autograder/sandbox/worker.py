@@ -32,7 +32,7 @@ import tempfile
 import time
 import types
 
-from autograder.sandbox import calls, confine, ipc, landlock, peak, protocol, tracer
+from autograder.sandbox import calls, confine, convert, ipc, landlock, peak, protocol, tracer
 
 PR_SET_CHILD_SUBREAPER = 36
 LEVEL = os.environ.get("AUTOGRADER_ISOLATION", "none")
@@ -59,6 +59,7 @@ def _prepare(framework: str) -> None:
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
     import numpy  # noqa: F401
+    convert.pin()   # the real tensor classes, before any student code can rebind them
     tracer.install(framework)
 
 
