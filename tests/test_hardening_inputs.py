@@ -113,7 +113,9 @@ def test_breach6_the_same_attack_in_the_students_own_check_still_passes_there(re
     # (a check that compares two of the student's own calls, or calls the oracle otherwise, is missed)
     assert len([c for c in public if c.passed]) >= 0.8 * len(public), [c.name for c in public if not c.passed]
     graded = _checks(CHAPTER, namespace, public_only=True, secret_key=b"another course", student="amara")
-    assert sum(c.score for c in graded) <= MAX_FIXED_SHARE * sum(c.max_score for c in graded)
+    total = sum(d.points for d in chapters.chapter(CHAPTER).declared_checks())
+    assert sum(c.score for c in graded) <= MAX_FIXED_SHARE * total
+    assert sum(c.score for c in public) > 3 * sum(c.score for c in graded)
 
 
 def _inputs(slug, framework, namespace, **options) -> dict[str, list[str]]:
