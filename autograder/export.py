@@ -8,6 +8,8 @@ image, and then, for every submission, runs `run_autograder` with the student's 
 
     setup.sh, run_autograder   the two scripts Gradescope requires at the root
     gradescope.json            the assignment this zip grades: {"chapter": ..., "framework": ...}
+    course_secret              the key this chapter's graded inputs are drawn from: derived from
+                               the instructor's course secret (secret.py), never the secret itself
     requirements.txt           the project's lock, cut down to what grading needs
     pyproject.toml, autograder/    the grader, installed editable so it finds solutions/ beside it
     solutions/<chapter>/       the chapter's masters (the trusted side compares against them)
@@ -38,6 +40,8 @@ import re
 import sys
 import zipfile
 from pathlib import Path
+
+from autograder import secret
 
 from autograder import chapters
 from autograder.inside_gradescope import CONFIG_NAME
@@ -218,6 +222,7 @@ def gradescope_zip(chapter: str, framework: str | None, out: Path, *,
         _add(archive, "setup.sh", SETUP_SH, 0o755)
         _add(archive, "run_autograder", RUN_AUTOGRADER, 0o755)
         _add(archive, CONFIG_NAME, config)
+        _add(archive, secret.ZIP_NAME, secret.derived(secret.course_secret(), f"gradescope {chapter}") + "\n", 0o600)
         _add(archive, "requirements.txt", pinned_requirements(framework, repo))
         _add(archive, "pyproject.toml", (repo / "pyproject.toml").read_bytes())
         for path in _package_files(repo) + masters:

@@ -21,6 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from autograder import secret
+
 CONFIG_NAME = "gradescope.json"   # in the zip's root: {"chapter": ..., "framework": ...}
 SUBMISSION_NAME = "submission"      # the results' name for Gradescope's single submission
 
@@ -113,7 +115,16 @@ def run_main(argv: list[str] | None = None) -> int:
         sys.executable, "-m", "autograder", "grade"]
     with tempfile.TemporaryDirectory(prefix="grades-") as scratch:
         out = Path(scratch)
-        done = subprocess.run([*command, str(notebook), "--out", str(out)], cwd=root / "source")
+        # The zip's key (export.py) and the student's Gradescope ids: each student's own inputs,
+        # the same on a resubmission or a regrade, and never the release's.
+        env = dict(os.environ)
+        if (root / "source" / secret.ZIP_NAME).is_file():
+            env[secret.FILE_ENV] = str(root / "source" / secret.ZIP_NAME)
+            env.pop(secret.ENV, None)
+        student = secret.gradescope_student(root / "submission_metadata.json")
+        if student:
+            env[secret.STUDENT_ENV] = student
+        done = subprocess.run([*command, str(notebook), "--out", str(out)], cwd=root / "source", env=env)
         written = sorted(out.glob("*/results.json"))
         if len(written) != 1:
             return give_up(f"the grader stopped without a result (exit status {done.returncode}); "

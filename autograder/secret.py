@@ -64,6 +64,27 @@ def course_secret() -> bytes:
     return text.encode()
 
 
+ZIP_NAME = "course_secret"   # in a Gradescope zip, beside gradescope.json (export.py)
+
+
+def derived(secret: bytes, purpose: str) -> str:
+    """A key for one use (a chapter's Gradescope zip), from which the course secret cannot be found."""
+    return hmac.new(secret, f"autograder derived key\0{purpose}".encode(), hashlib.sha256).hexdigest()
+
+
+def gradescope_student(metadata_path: Path) -> str:
+    """Who a Gradescope submission is: its users' ids (a group's, sorted), from submission_metadata.json;
+    the same on every resubmission. '' when the file says nothing usable."""
+    import json
+
+    try:
+        users = json.loads(metadata_path.read_text(encoding="utf-8")).get("users") or []
+        ids = sorted(str(u["id"]) for u in users if isinstance(u, dict) and u.get("id") is not None)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return ""
+    return "gradescope:" + ",".join(ids) if ids else ""
+
+
 def student_of(submission: str) -> str:
     """Whose inputs a submission gets: its name (a batch's DIR/<name>/), or, where every submission
     has the same name (Gradescope's one "submission"), the identity run_autograder sets."""

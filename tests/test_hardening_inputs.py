@@ -446,3 +446,29 @@ def test_a_numpy_array_dressed_as_a_tensor_earns_nothing_when_graded(tmp_path):
         assert scores["segment_mask"][0] == 0, (result.framework, scores["segment_mask"])
         failed = [c for c in result.checks if c.exercise == "segment_mask"]
         assert all("the exercise asks for" in c.output for c in failed), [c.output[:200] for c in failed]
+
+
+# --- Gradescope: the zip's own key, each student's own inputs ----------------------------------------
+
+def test_the_gradescope_zip_carries_a_derived_key_and_names_students_by_their_ids(tmp_path, monkeypatch):
+    import stat
+    import zipfile
+
+    from autograder import export
+
+    monkeypatch.setenv(secret.ENV, "the instructor's secret")
+    with zipfile.ZipFile(export.gradescope_zip(CHAPTER, "torch", tmp_path / "ch02.zip")) as archive:
+        info = archive.getinfo(secret.ZIP_NAME)
+        key = archive.read(info).decode().strip()
+        everything = b"".join(archive.read(name) for name in archive.namelist())
+    assert stat.S_IMODE(info.external_attr >> 16) == 0o600
+    assert key == secret.derived(b"the instructor's secret", f"gradescope {CHAPTER}")
+    assert key != secret.derived(b"the instructor's secret", "gradescope 03_math")
+    assert b"the instructor's secret" not in everything
+    metadata = tmp_path / "submission_metadata.json"
+    metadata.write_text(json.dumps({"id": 91, "users": [{"id": 7, "name": "B"}, {"id": 3, "name": "A"}]}))
+    assert secret.gradescope_student(metadata) == "gradescope:3,7"   # a group, in either order
+    metadata.write_text("{not json")
+    assert secret.gradescope_student(metadata) == ""
+    monkeypatch.setenv(secret.STUDENT_ENV, "gradescope:3,7")
+    assert secret.student_of("submission") == "gradescope:3,7"
