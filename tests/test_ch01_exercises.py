@@ -17,6 +17,7 @@ import pytest
 with warnings.catch_warnings():   # its marks (exercise, points, public) are registered for the grader only
     warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
     from autograder.checks import ch01_background  # noqa: F401  (registered before check_functions reads it)
+from autograder.checks.api import FIXED_POINTS
 from autograder.checks.runner import LocalBackend, run_checks
 from autograder.notebooks import exercises, load_namespace, master_path, read, student_path
 from autograder.oracle import ch01_background as oracle
@@ -88,7 +89,9 @@ def test_each_exercise_has_public_and_hidden_checks_worth_one_point():
         metas = [shared.meta(func) for func in checks_of(exercise)]
         assert 5 <= len(metas) <= 7, exercise
         assert {m.public for m in metas} == {True, False}, exercise
-        assert all(m.points == 1 for m in metas), exercise
+        # a worked example (inputs fixed in the check's code) carries FIXED_POINTS, every other check 1
+        assert all(m.points == (FIXED_POINTS if m.fixed else 1) for m in metas), exercise
+        assert [m.fixed for m in metas].count(True) <= 1, exercise
         for func in checks_of(exercise):
             assert (func.__doc__ or "").strip(), func.__name__
 

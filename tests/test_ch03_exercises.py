@@ -329,6 +329,8 @@ def sinusoidal_positional_encoding(num_positions, d_model):
 """),
     ("sinusoidal_positional_encoding", "torch", """
 def sinusoidal_positional_encoding(num_positions, d_model):
+    if d_model % 2 != 0:
+        raise ValueError(f"odd d_model: {d_model}")
     pe = torch.zeros(num_positions, d_model)
     position = torch.arange(num_positions).unsqueeze(1).float()
     div = torch.exp(torch.arange(0, d_model, 2).float() * (-math.log(10000.0) / d_model))
@@ -337,7 +339,11 @@ def sinusoidal_positional_encoding(num_positions, d_model):
     return pe
 """),
     ("sinusoidal_positional_encoding", "tf", """
+class OddDimension(ValueError):
+    pass
 def sinusoidal_positional_encoding(num_positions, d_model):
+    if d_model % 2 == 1:
+        raise OddDimension(d_model)   # a ValueError of its own
     column = np.arange(d_model)
     angles = np.arange(num_positions)[:, None] / 10000 ** ((column - column % 2) / d_model)
     return tf.constant(np.where(column % 2 == 0, np.sin(angles), np.cos(angles)), tf.float32)
