@@ -19,8 +19,14 @@ it with the hint. The submission's other checks still run. MB here are 2**20 byt
 Inputs fixed in a check's code (the worked examples the notebook prints) are the same in every
 grade and are stored, with their expected values, by the release: a function that looks them up
 passes. Such a check is declared `fixed=True` and carries FIXED_POINTS, so that they hold at most
-10 % of a chapter's points (tests/test_hardening_inputs.py measures it with that lookup); every
-other check draws its inputs from `rng`, seeded in grading from the course secret (secret.py).
+10 % of a chapter's points (tests/test_hardening_inputs.py measures which checks' inputs never
+change, and grades that lookup); every other check draws its inputs from `rng`, seeded in grading
+from the course secret (secret.py). Public checks run before hidden ones (runner.py), so nothing a
+hidden check's inputs left in the submission's process reaches a message students read in full.
+
+Every call also checks, for every check, what the contract asks of every exercise: the result is
+the framework's own tensor, and the inputs are left unchanged (a call that changes one in place
+fails the check). `student.raises(ValueError, "name", *args)` requires that a call raise.
 
 A failure's message is what the student reads, so it says what was expected, what came, and a hint.
 
