@@ -65,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--jobs", type=int, default=1, metavar="N", help="parallel graders (default 1)")
     grade.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                        help="wall time for one submission (default: its chapter's, 300 s today)")
-    grade.add_argument("--seed", type=int, default=0, help="batch seed for the checks' random inputs")
+    grade.add_argument("--seed", type=int, default=0,
+                       help="batch seed: with the course secret and each student, the checks' random inputs")
     safety = grade.add_mutually_exclusive_group()
     safety.add_argument("--require-sandbox", action="store_true",
                         help="grade only under bubblewrap; never fall back to the uid-drop layer")
