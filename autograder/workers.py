@@ -85,6 +85,10 @@ def grader_lib() -> str:
     pkg = root / "autograder"
     shutil.copytree(SANDBOX_SRC, pkg / "sandbox", ignore=shutil.ignore_patterns("__pycache__"))
     (pkg / "__init__.py").write_text(STUB_INIT)
+    # a handed-out notebook (`python -m autograder release`) binds check to `course_checks`:
+    # the same stub, so that it runs as the repository's notebooks do
+    (root / "course_checks").mkdir()
+    (root / "course_checks" / "__init__.py").write_text(STUB_INIT)
     os.chmod(root, 0o755)
     return str(root)
 
