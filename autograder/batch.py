@@ -168,7 +168,8 @@ def grade_batch(paths: list[Path], out: Path, options: Options, jobs: int = 1,
 
 
 def regrade_targets(names: list[str], paths: list[Path], out: Path) -> list[tuple[Path, str]]:
-    """The (file, name) of each submission named by --regrade: its folder name in `out`, or its file.
+    """The (file, name) of each submission named by --regrade: its folder name in `out` (any case),
+    its file's path, or its bare file name when one submission has it ("José García.ipynb").
 
     The files come from the results in `out` (the path each was graded from) and, when given, from
     `paths` discovered as a batch would (a new file for a known name wins). Misuse for a name that
@@ -183,9 +184,12 @@ def regrade_targets(names: list[str], paths: list[Path], out: Path) -> list[tupl
     for wanted in names:
         matches = [n for n in known if n == wanted] or [n for n in known if n.casefold() == wanted.casefold()]
         matches = matches or [n for n, path in known.items() if _same_file(path, Path(wanted))]
+        if not matches and "/" not in wanted and "\\" not in wanted:   # a bare file name: "José García.ipynb"
+            matches = [n for n, path in known.items() if path.name == wanted]
         if len(matches) != 1:
             what = "no submission of that name or file" if not matches else f"several submissions: {', '.join(matches)}"
-            raise Misuse(f"--regrade {wanted}: {what} in {out} (names there: {_some_names(wanted, known)})")
+            raise Misuse(f"--regrade {wanted}: {what} in {out}. Give the submission's folder name in {out}, "
+                         f"its file name, or its path (names there: {_some_names(wanted, known)})")
         name = matches[0]
         if not known[name].is_file():
             raise Misuse(f"--regrade {wanted}: its file {known[name]} no longer exists; "
@@ -273,7 +277,7 @@ def _write_batch_report(ordered: list[SubmissionResult], out: Path) -> None:
     try:
         report.write_batch_report(ordered, out)
     except OSError as exc:
-        done = [name for name in ("grades.csv", "summary.md", "histogram.png") if (out / name).exists()]
+        done = [name for name in report.batch_files(ordered) if (out / name).exists()]
         print(f"grader: the batch's reports could not all be written ({why_not_written(exc)}); "
               f"written: {', '.join(done) or 'none'}", file=sys.stderr, flush=True)
 

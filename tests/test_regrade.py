@@ -95,3 +95,19 @@ def test_a_real_regrade_rewrites_the_result_and_every_batch_report(graded):
     assert "3 submissions: 1 graded, 2 could not be graded" in summary
     assert "| `masked_softmax` |" in summary and "1 of 1 (100%)" in summary
     assert (out / "alice" / "result.json").stat().st_mtime_ns == alice
+
+
+def test_a_bare_file_name_names_its_submission(tmp_path):
+    """"José García.ipynb" as the student handed it in: its folder is Jose_Garcia; the file name
+    alone finds it (when one submission has it), as the folder name and the path do."""
+    folder, out = tmp_path / "class", tmp_path / "out"
+    folder.mkdir()
+    for name in ("José García", "bob"):
+        (folder / f"{name}.ipynb").write_bytes(BROKEN)
+    assert cli.main(["grade", str(folder), "--out", str(out)]) == 0
+    assert (out / "Jose_Garcia" / "result.json").is_file()
+    before = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/result.json")}
+    time.sleep(0.01)
+    assert grade(out, "--regrade", "José García.ipynb") == 0
+    after = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/result.json")}
+    assert {n for n in after if after[n] != before[n]} == {"Jose_Garcia"}

@@ -5,8 +5,10 @@ Golden files for a fixed small batch live in tests/golden/report/; regenerate th
 from __future__ import annotations
 
 import copy
+import csv
 import json
 import os
+import re
 from pathlib import Path
 
 import jsonschema
@@ -19,7 +21,7 @@ from autograder.report import atomic, table
 from autograder.report.disclosure import WITHHELD
 from autograder.report.feedback import feedback_html, feedback_markdown
 from autograder.report.gradescope import to_gradescope, validate_gradescope
-from autograder.report.histogram import percentages, render_histogram
+from autograder.report.histogram import _title, percentages, render_histogram
 from autograder.report.numbers import fmt_points
 from autograder.report.summary import exercise_summary, summary_markdown
 from autograder.results import RUNS_TOP_TO_BOTTOM, CheckResult, SubmissionResult
@@ -226,6 +228,40 @@ def test_html_escapes_the_submission_name_and_error():
     assert "<img" not in page and "<script>" not in page and "</pre><" not in page
 
 
+def test_html_opens_with_an_overview_row_per_section_linked_to_it():
+    result = partial()
+    result.checks.append(check("masked_softmax", "rows sum to one", 0, 1))   # not NotImplementedError
+    page = feedback_html(result)
+    overview, _, body = page.partition("</table>")
+    assert 'class="overview"' in overview and "<section" not in overview   # before every section
+    rows = re.findall(r'<tr><td><a href="#([^"]+)">(.*?)</a></td><td class="num">(.*?)</td><td>(.*?)</td></tr>', overview)
+    assert [(name, points, status) for _, name, points, status in rows] == [
+        ("Notebook", "", "runs top to bottom"),
+        ("<code>dot_product_scores</code>", "0.5 / 1", "1 of 1 checks failed"),
+        ("<code>masked_softmax</code>", "1 / 3.5", "forbidden built-in")]
+    assert all(f'<section id="{anchor}">' in body for anchor, *_ in rows)
+    assert "<details>" not in page   # only an untouched exercise is folded
+
+
+def test_html_folds_an_untouched_exercise_into_one_line():
+    result = full_marks()
+    result.checks = [notebook_ran(), check("dot_product_scores", "batched", 1, 1),
+                     *(check("masked_softmax", what, 0, 1, output="masked_softmax: not implemented yet")
+                       for what in ("rows sum to one", "fully masked rows are zero"))]
+    page = feedback_html(result)
+    assert page.count("<details>") == 1
+    folded = page.split("<details>")[1].split("</details>")[0]
+    assert "still raises NotImplementedError (2 checks)" in folded and folded.count("<li") == 2
+    assert "not implemented yet</td>" in page   # and the overview says so
+
+
+def test_histogram_title_counts_the_graded_of_the_class():
+    assert _title(batch(), percentages(batch())).startswith("Total scores: 3 graded of 4, mean ")
+    one = [full_marks(), partial()]
+    assert _title(one, percentages(one)).startswith("02_principles: 2 graded, mean ")
+    assert _title([errored()], []) == "Total scores: none of 1 graded"
+
+
 def test_markdown_keeps_student_text_inert_when_rendered():
     md = feedback_markdown(partial())
     rendered = MarkdownIt("commonmark").render(md)   # raw HTML is allowed in this preset
@@ -313,11 +349,37 @@ def test_submission_names_cannot_escape_the_output_folder(tmp_path, name):
 
 
 def test_batch_report(tmp_path):
-    paths = report.write_batch_report(batch(), tmp_path)
+    """One assignment (its unreadable files included): grades.csv, summary.md, histogram.png."""
+    one = [r for r in batch() if r.chapter != "03_math"]
+    paths = report.write_batch_report(one, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["grades.csv", "histogram.png", "summary.md"]
     assert paths["histogram.png"].read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert paths["grades.csv"].read_text(encoding="utf-8").startswith("submission,")
     assert leftovers(tmp_path) == []
+
+
+def test_a_mixed_batch_gets_a_summary_section_table_and_histogram_per_assignment(tmp_path):
+    """The batch mixes 02_principles and 03_math (and a file that is no assignment): nothing is
+    averaged across them, each table has only its own exercise columns, and the stale single-layout
+    files of an earlier run are removed."""
+    (tmp_path / "grades.csv").write_text("stale")
+    (tmp_path / "grades_final.csv").write_text("the instructor's own")   # no layout's name: kept
+    paths = report.write_batch_report(batch(), tmp_path)
+    assert list(paths) == report.batch_files(batch())   # what the terminal names, in the order written
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "grades_02_principles.csv", "grades_03_math.csv", "grades_final.csv", "grades_unrecognised.csv",
+        "histogram_02_principles.png", "histogram_03_math.png", "summary.md"]
+    for chapter in ("02_principles", "03_math"):
+        rows = list(csv.reader(paths[f"grades_{chapter}.csv"].open(encoding="utf-8")))
+        assert {row[2] for row in rows[1:]} == {chapter}
+        assert all(cell != "" for row in rows[1:] for cell in row[4:-1])   # no other chapter's empty columns
+    summary = paths["summary.md"].read_text(encoding="utf-8")
+    assert "mixes 2 assignments" in summary and "--assignment" in summary
+    assert summary.count("\n## 02_principles\n") == 1 and summary.count("\n## 03_math\n") == 1
+    assert "`carol`" in summary.split("## Not any assignment")[1]
+    # one assignment back: the per-assignment files go, the single layout returns
+    report.write_batch_report([r for r in batch() if r.chapter == "02_principles"], tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grades.csv", "grades_final.csv", "histogram.png", "summary.md"]
 
 
 def test_histogram_leaves_errored_submissions_out_of_the_bars():
@@ -396,10 +458,11 @@ def test_summary_md_is_written_beside_grades_csv_and_renders_the_same_rows(tmp_p
     md = paths["summary.md"].read_text(encoding="utf-8")
     assert "| `masked_softmax` | 1.75 / 2.5 | 70% | 1 of 2 (50%) | fully masked rows are zero, not NaN | 1 of 2 |" in md
     assert "| `logsumexp` | 2 / 2 | 100% | 1 of 1 (100%) | none failed |  |" in md
-    assert "4 submissions: 3 graded, 1 could not be graded" in md
+    # a batch of two chapters: each assignment's own overview (carol names no chapter: listed apart)
+    assert "2 submissions: 2 graded, 0 could not be graded" in md and "1 submission: 1 graded" in md
     assert "`carol` (`carol.ipynb`): notebook metadata has no course.chapter" in md
     rendered = MarkdownIt("commonmark").enable("table").render(md)
-    assert rendered.count("<tr>") == 1 + 4
+    assert rendered.count("<tr>") == 2 + 4   # two assignments: a header and its rows each
 
 
 def test_summary_md_keeps_names_and_errors_inert(tmp_path):
@@ -408,7 +471,7 @@ def test_summary_md_keeps_names_and_errors_inert(tmp_path):
     md = summary_markdown(batch() + [odd])
     rendered = MarkdownIt("commonmark").enable("table").render(md)
     assert "<script>" not in rendered and "&lt;script&gt;" in rendered
-    assert rendered.count("<tr>") == 1 + 4   # a pipe in a name cannot add a column or a row
+    assert rendered.count("<tr>") == 2 + 4   # two assignments' headers, four exercise rows: a pipe adds none
 
 
 def test_terminal_summary_shows_the_same_rows():

@@ -7,7 +7,11 @@ Per submission, in DIR/<submission>/:
     result.json              the whole SubmissionResult, written LAST: its presence means the
                              submission's report is complete, which is what a resumed batch checks
 For the batch, in DIR/: grades.csv, summary.md (per exercise: mean, full marks, most failed check)
-and histogram.png (table.py, summary.py, histogram.py).
+and histogram.png (table.py, summary.py, histogram.py); a batch that mixes assignments gets a
+summary.md section, a grades_<chapter>.csv and a histogram_<chapter>.png per assignment instead
+(write_batch_report). result.json and results.json are both needed: result.json is the grader's
+whole record (every message in full, hidden checks included; the resume/regrade marker), for
+staff; results.json is what Gradescope reads and what a student may see (hidden checks trimmed).
 histogram.py (matplotlib) is imported only when needed: run_autograder on Gradescope, and every
 `check` a student runs, would otherwise pay a second for a plot they never draw.
 
@@ -22,6 +26,7 @@ from pathlib import Path
 from autograder.report.atomic import remove_durably, write_atomic
 from autograder.report.feedback import feedback_html, feedback_markdown
 from autograder.report.gradescope import to_gradescope, validate_gradescope
+from autograder.report.sections import UNRECOGNISED, by_assignment
 from autograder.report.summary import summary_markdown
 from autograder.report.table import print_summary, summary_table, write_grades_csv
 from autograder.results import SubmissionResult
@@ -94,14 +99,48 @@ def completed_results(out_dir: Path) -> dict[str, SubmissionResult]:
     return found
 
 
+def batch_files(results: list[SubmissionResult]) -> list[str]:
+    """The names write_batch_report writes for these results, in its order: the grades first."""
+    groups = by_assignment(results)
+    if len(groups) <= 1:
+        return ["grades.csv", "summary.md", "histogram.png"]
+    return [*(f"grades_{chapter}.csv" for chapter in groups), "summary.md",
+            *(f"histogram_{chapter}.png" for chapter in groups if chapter != UNRECOGNISED)]
+
+
+def _layout_files() -> set[str]:
+    """Every table or histogram name write_batch_report can write, in either layout: the only
+    files it may remove (an instructor's own grades_final.csv in DIR stays)."""
+    from autograder import chapters
+
+    slugs = [c.slug for c in chapters.chapters_with_exercises()] + [UNRECOGNISED]
+    return {"grades.csv", "histogram.png", *(f"grades_{s}.csv" for s in slugs), *(f"histogram_{s}.png" for s in slugs)}
+
+
 def write_batch_report(results: list[SubmissionResult], out_dir: Path) -> dict[str, Path]:
-    """grades.csv, summary.md and histogram.png for the whole batch; returns their paths by name."""
+    """grades.csv, summary.md and histogram.png for a batch of one assignment; for a batch that
+    mixes assignments, grades_<chapter>.csv per assignment (the files that are no assignment in
+    grades_unrecognised.csv), summary.md with a section each, and histogram_<chapter>.png per
+    assignment. The grades come first: a full disk costs what it must. A table or histogram of the
+    other layout, left by an earlier run, is removed: each such file in DIR describes the results
+    in DIR. Returns the paths by name."""
     from autograder.report.histogram import write_histogram
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    return {
-        "grades.csv": write_grades_csv(results, out_dir / "grades.csv"),
-        "summary.md": write_atomic(out_dir / "summary.md", summary_markdown(results)),
-        "histogram.png": write_histogram(results, out_dir / "histogram.png"),
-    }
+    groups = by_assignment(results)
+    single = len(groups) <= 1
+    written: dict[str, Path] = {}
+    for chapter, members in ({"": results} if single else groups).items():
+        name = "grades.csv" if single else f"grades_{chapter}.csv"
+        written[name] = write_grades_csv(members, out_dir / name)
+    written["summary.md"] = write_atomic(out_dir / "summary.md", summary_markdown(results))
+    for chapter, members in ({"": results} if single else groups).items():
+        if chapter != UNRECOGNISED:
+            name = "histogram.png" if single else f"histogram_{chapter}.png"
+            written[name] = write_histogram(members, out_dir / name)
+    for name in sorted(_layout_files() - set(written)):
+        stale = out_dir / name
+        if stale.is_file() and not stale.is_symlink():
+            remove_durably(stale)
+    return written

@@ -16,8 +16,8 @@ import re
 
 from autograder.report.disclosure import shown_output
 from autograder.report.numbers import fmt_percent, fmt_points
-from autograder.report.sections import (FORBIDDEN, INSTRUCTOR_NOTES, NOT_GRADED, NOTEBOOK, Section,
-                                        framework_label, one_line, sections)
+from autograder.report.sections import (FORBIDDEN, INSTRUCTOR_NOTES, NOT_GRADED, NOT_IMPLEMENTED, NOTEBOOK,
+                                        Section, framework_label, one_line, sections, status, untouched)
 from autograder.results import CheckResult, SubmissionResult
 
 PASS, FAIL = "✓", "✗"
@@ -146,6 +146,11 @@ ul.checks li { margin: .4rem 0; }
 .passed .mark { color: #1a7f37; }
 .failed .mark { color: #cf222e; }
 .points { color: #57606a; white-space: nowrap; }
+table.overview { border-collapse: collapse; margin: 1rem 0; }
+table.overview th, table.overview td { border-bottom: 1px solid #d0d7de; padding: .25rem .8rem .25rem 0;
+       text-align: left; }
+table.overview td.num { text-align: right; white-space: nowrap; }
+details summary { cursor: pointer; color: #57606a; }
 .tag { font-size: .8rem; color: #57606a; border: 1px solid #d0d7de; border-radius: 1em;
        padding: 0 .5em; margin-left: .3em; }
 """
@@ -168,6 +173,24 @@ def _html_check(check: CheckResult, instructor: bool) -> str:
             f'<span class="points">{points}</span>{hidden}{detail}</li>')
 
 
+def _anchor(title: str) -> str:
+    return "ex-" + re.sub(r"[^A-Za-z0-9_-]", "-", title)
+
+
+def _overview(parts: list[Section]) -> str:
+    """Per exercise: its points and status, linked to its section; what to read first."""
+    rows = []
+    for section in parts:
+        title, code, _ = _heading(section)
+        name = f"<code>{_h(title)}</code>" if code else _h(title)
+        points = f"{fmt_points(section.score)} / {fmt_points(section.max_score)}" if code or section.max_score else ""
+        shown = "runs top to bottom" if section.title == NOTEBOOK and status(section) == "passed" else status(section)
+        rows.append(f'<tr><td><a href="#{_anchor(section.title)}">{name}</a></td>'
+                    f'<td class="num">{_h(points)}</td><td>{_h(shown)}</td></tr>')
+    return ('<table class="overview">\n<tr><th>exercise</th><th>points</th><th>status</th></tr>\n'
+            + "\n".join(rows) + "\n</table>")
+
+
 def feedback_html(result: SubmissionResult, *, instructor: bool = False) -> str:
     copy = " (instructor copy)" if instructor else ""
     body = [
@@ -184,9 +207,13 @@ def feedback_html(result: SubmissionResult, *, instructor: bool = False) -> str:
     if result.error:
         body.append(f'<div class="banner error" role="alert"><strong>{FAIL} {_h(NOT_GRADED)}.</strong>'
                     f"<pre>{_h(result.error)}</pre>{_h(_error_hint(result))}</div>")
-    for section in sections(result):
+    parts = sections(result)
+    if parts:
+        body.append(_overview(parts))
+    for section in parts:
         title, code, points = _heading(section)
-        body.append(f"<section>\n<h2>{f'<code>{_h(title)}</code>' if code else _h(title)}{points}</h2>")
+        body.append(f'<section id="{_anchor(section.title)}">\n'
+                    f"<h2>{f'<code>{_h(title)}</code>' if code else _h(title)}{points}</h2>")
         for call in section.builtins:
             body.append(f'<div class="banner error"><strong>{FAIL} {_h(FORBIDDEN)}:</strong> '
                         f"<code>{_h(call)}</code>. {_h(BUILTIN_HINT)}</div>")
@@ -194,7 +221,12 @@ def feedback_html(result: SubmissionResult, *, instructor: bool = False) -> str:
             body.append(f"<p>{_h(NO_CHECKS)}</p>")
         else:
             items = "\n".join(_html_check(c, instructor) for c in section.checks)
-            body.append(f'<ul class="checks">\n{items}\n</ul>')
+            listing = f'<ul class="checks">\n{items}\n</ul>'
+            if untouched(section) and not section.builtins:   # one line, its checks folded away
+                plural = "" if len(section.checks) == 1 else "s"
+                listing = (f"<details><summary>{_h(NOT_IMPLEMENTED)}: still raises NotImplementedError "
+                           f"({len(section.checks)} check{plural})</summary>\n{listing}\n</details>")
+            body.append(listing)
         body.append("</section>")
     return "\n".join([
         "<!DOCTYPE html>",

@@ -37,6 +37,28 @@ class Section:
         return points(self.checks)[1]
 
 
+NOT_IMPLEMENTED = "not implemented yet"
+
+
+def untouched(section: Section) -> bool:
+    """Still `raise NotImplementedError`: no check passed, and one says so (checks/api.py's
+    NotImplementedYet; student.py's verdict reads the same words)."""
+    return (bool(section.checks) and not any(c.passed for c in section.checks)
+            and any(c.output.rstrip().endswith(NOT_IMPLEMENTED) for c in section.checks))
+
+
+def status(section: Section) -> str:
+    """One word or phrase per section, for overviews: what a reader should look at first."""
+    if section.builtins:
+        return "forbidden built-in"
+    if not section.checks:
+        return "no checks ran"
+    if untouched(section):
+        return NOT_IMPLEMENTED
+    failed = sum(1 for c in section.checks if not c.passed)
+    return "passed" if not failed else f"{failed} of {len(section.checks)} checks failed"
+
+
 def sections(result: SubmissionResult) -> list[Section]:
     """The notebook section (if it has checks), then one section per exercise.
 
@@ -66,6 +88,21 @@ def one_line(text: str) -> str:
 def by_name(results: list[SubmissionResult]) -> list[SubmissionResult]:
     """The order of every batch report: by name, case-insensitively, whatever finished first."""
     return sorted(results, key=lambda r: (r.submission.casefold(), r.submission))
+
+
+UNRECOGNISED = "unrecognised"   # the group of files that are no assignment at all (not a notebook...)
+
+
+def by_assignment(results: list[SubmissionResult]) -> dict[str, list[SubmissionResult]]:
+    """The batch split per assignment (chapter), in chapter order, for its own summary, grades file
+    and histogram. A batch of one chapter is one group, its unreadable files included; in a batch
+    that mixes chapters, the files that name no chapter form the group UNRECOGNISED, last."""
+    chapters = sorted({r.chapter for r in results if r.chapter})
+    if len(chapters) <= 1:
+        return {chapters[0] if chapters else UNRECOGNISED: list(results)} if results else {}
+    groups = {c: [r for r in results if r.chapter == c] for c in chapters}
+    stray = [r for r in results if not r.chapter]
+    return groups | ({UNRECOGNISED: stray} if stray else {})
 
 
 def exercise_columns(results: list[SubmissionResult]) -> list[str]:

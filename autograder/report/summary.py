@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 from autograder.report.feedback import md_code, md_text
 from autograder.report.numbers import fmt_percent, fmt_points
-from autograder.report.sections import NOTEBOOK, Section, by_name, exercise_columns, sections
+from autograder.report.sections import (NOT_IMPLEMENTED, NOTEBOOK, UNRECOGNISED, Section,  # noqa: F401
+                                        by_assignment, by_name, exercise_columns, sections, untouched)
 from autograder.results import SubmissionResult
 
 NONE_FAILED = "none failed"
-NOT_IMPLEMENTED = "not implemented yet"
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,10 @@ class ExerciseSummary:
     def most_failed_cell(self) -> str:
         if not self.most_failed:
             return NONE_FAILED
-        return self.most_failed + (f" (+{self.tied} as often)" if self.tied else "")
+        if not self.tied:
+            return self.most_failed
+        others = "1 other check" if self.tied == 1 else f"{self.tied} other checks"
+        return f"{self.most_failed} (tied: {others} failed by as many)"
 
     def failed_by_cell(self) -> str:
         return f"{self.failed_by} of {self.tried}" if self.failed_by else ""
@@ -88,10 +91,7 @@ def exercise_summary(results: list[SubmissionResult]) -> list[ExerciseSummary]:
 
 
 def _untouched(section: Section) -> bool:
-    """Still `raise NotImplementedError`: no check passed, and one says so (checks/api.py's
-    NotImplementedYet; student.py's verdict reads the same words)."""
-    return (not any(c.passed for c in section.checks)
-            and any(c.output.rstrip().endswith(NOT_IMPLEMENTED) for c in section.checks))
+    return untouched(section)
 
 
 def summary_cells(row: ExerciseSummary) -> list[str]:
@@ -108,18 +108,46 @@ def _overview(results: list[SubmissionResult]) -> list[str]:
     if pcts:
         line += (f" Total: mean {fmt_points(round(statistics.fmean(pcts), 1))}%,"
                  f" median {fmt_points(round(statistics.median(pcts), 1))}%.")
-    broken = sum(1 for r in graded for s in sections(r) if s.title == NOTEBOOK
-                 for c in s.checks if not c.passed)
+    broken = [r.submission for r in by_name(graded) for s in sections(r) if s.title == NOTEBOOK
+              and any(not c.passed for c in s.checks)]
     if broken:
-        line += f" {broken} notebook{'s do' if broken > 1 else ' does'} not run top to bottom."
+        names = ", ".join(md_code(name) for name in broken)
+        line += f" {len(broken)} notebook{'s do' if len(broken) > 1 else ' does'} not run top to bottom: {names}."
     return [line]
 
 
+MIXED = ("This batch mixes {count} assignments. Each has its own section here, its own "
+         "`grades_<chapter>.csv` and `histogram_<chapter>.png`; no number is averaged across them. "
+         "To refuse every notebook but one assignment's, grade with `--assignment CHAPTER/FRAMEWORK`.")
+
+
 def summary_markdown(results: list[SubmissionResult]) -> str:
-    """DIR/summary.md. Names, paths and errors come from students: they stay inert text."""
-    chapters = sorted({r.chapter for r in results if r.chapter})
-    out = [f"# Class summary: {md_text(', '.join(chapters) or 'no assignment recognised')}", "",
-           *_overview(results), ""]
+    """DIR/summary.md: one assignment's summary, or one section per assignment for a batch that
+    mixes them (sections.by_assignment). Names, paths and errors come from students: inert text."""
+    groups = by_assignment(results)
+    if len(groups) <= 1:
+        chapter = next(iter(groups), UNRECOGNISED)
+        title = "no assignment recognised" if chapter == UNRECOGNISED else chapter
+        return _join([f"# Class summary: {md_text(title)}", "", *_assignment(results, "##")])
+    known = [c for c in groups if c != UNRECOGNISED]
+    out = [f"# Class summary: {md_text(', '.join(known))}", "", MIXED.format(count=len(known)), ""]
+    for chapter, members in groups.items():
+        if chapter == UNRECOGNISED:
+            out += ["## Not any assignment", "", "These files could not be read as a notebook of any "
+                    "assignment (they are in `grades_unrecognised.csv`):", ""]
+            out += [f"- {md_code(r.submission)} ({md_code(r.path)}): {md_text(r.error or '')}" for r in by_name(members)]
+            out.append("")
+            continue
+        out += [f"## {md_text(chapter)}", "", *_assignment(members, "###")]
+    return _join(out)
+
+
+def _join(lines: list[str]) -> str:
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _assignment(results: list[SubmissionResult], heading: str) -> list[str]:
+    out = [*_overview(results), ""]
     rows = exercise_summary(results)
     if rows:
         out += ["| " + " | ".join(HEADERS) + " |", "|---|--:|--:|--:|---|--:|"]
@@ -131,7 +159,7 @@ def summary_markdown(results: list[SubmissionResult]) -> str:
                 "`NotImplementedError` scores 0 in the mean and full marks but fails every check alike.", ""]
     errored = [r for r in by_name(results) if r.error]
     if errored:
-        out += ["## Could not be graded", ""]
+        out += [f"{heading} Could not be graded", ""]
         out += [f"- {md_code(r.submission)} ({md_code(r.path)}): {md_text(r.error or '')}" for r in errored]
         out.append("")
-    return "\n".join(out).rstrip("\n") + "\n"
+    return out

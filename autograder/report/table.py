@@ -1,6 +1,7 @@
 """The batch as a table: grades.csv for the LMS, and the summary for the terminal.
 
-grades.csv: one row per submission, sorted by name; columns
+grades.csv (or grades_<chapter>.csv, one per assignment of a batch that mixes them; see
+report/__init__.py): one row per submission, sorted by name; columns
 `submission, file, chapter, framework, <exercise>..., total, max_total, error`; `file` is the
 submitted file's path as given on the command line (the submission's name is a cleaned-up form).
 Exercise columns follow each assignment's order, united across chapters in first-seen order (over
@@ -22,7 +23,8 @@ from rich.text import Text
 
 from autograder.report.atomic import write_atomic
 from autograder.report.numbers import fmt_percent, fmt_points
-from autograder.report.sections import NOTEBOOK, by_name, exercise_columns, framework_label, one_line, sections
+from autograder.report.sections import (NOTEBOOK, UNRECOGNISED, by_assignment, by_name, exercise_columns,
+                                        framework_label, one_line, sections)
 from autograder.report.summary import CHECK_HEADER, HEADERS, exercise_summary, summary_cells
 from autograder.results import SubmissionResult
 
@@ -83,7 +85,7 @@ def summary_table(results: list[SubmissionResult]) -> Table:
     return table
 
 
-def exercise_summary_table(results: list[SubmissionResult], width: int = 120) -> Table:
+def exercise_summary_table(results: list[SubmissionResult], width: int = 120, assignment: str = "") -> Table:
     """summary.py's rows, one line each, the most failed check last. Names and numbers keep their
     full width; a narrow terminal (`width` columns) cuts only the check's end (summary.md has it
     whole). Widths are fixed here: rich's own fitting drops whole columns instead."""
@@ -92,7 +94,8 @@ def exercise_summary_table(results: list[SubmissionResult], width: int = 120) ->
     headers = [HEADERS[i] for i in order]
     widths = [max([len(h), *(len(cells[i]) for cells in rows)]) for i, h in enumerate(headers)]
     widths[-1] = max(12, min(widths[-1], width - sum(widths[:-1]) - len(widths) + 1))
-    table = Table(title="Class summary per exercise (graded submissions)", title_justify="left",
+    title = "Class summary per exercise (graded submissions)" + (f": {assignment}" if assignment else "")
+    table = Table(title=title, title_justify="left",
                   box=box.SIMPLE_HEAD, show_edge=False, padding=0)   # the box's blanks separate them
     for header, size in zip(headers, widths):
         left = header in ("exercise", CHECK_HEADER)
@@ -107,7 +110,9 @@ def print_summary(results: list[SubmissionResult], console: Console | None = Non
     """What `grade` prints at the end of a batch."""
     console = console or Console()
     console.print(summary_table(results))
-    console.print(exercise_summary_table(results, console.width))
+    groups = {c: m for c, m in by_assignment(results).items() if c != UNRECOGNISED}
+    for chapter, members in groups.items():   # one table per assignment: no mean across chapters
+        console.print(exercise_summary_table(members, console.width, chapter if len(groups) > 1 else ""))
     errored = sum(1 for r in results if r.error)
     if errored:
         console.print(f"[bold red]{errored} of {len(results)} submissions could not be graded[/]")
