@@ -19,17 +19,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import tempfile
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from autograder import isolation
 from autograder.batch import Misuse, grade_batch, regrade, regrade_targets
 from autograder.grade import Options
-from autograder.report import completed_results
+from autograder.report import batch_files, completed_results
 
 err = Console(stderr=True)
 
@@ -162,8 +164,13 @@ def _grade(args) -> int:
 
     print_summary(results, Console())
     what = f"regraded {len(targets)}; rewrote" if args.regrade else "wrote"
-    print(f"{what} {args.out / 'grades.csv'}, summary.md and histogram.png; a results.json + feedback "
-          "per submission")
+    names = batch_files(results)
+    print(f"{what} {args.out / names[0]}, {', '.join(names[1:])}; per submission, its feedback "
+          "(feedback.md, .html; feedback_instructor.md), results.json for Gradescope and result.json, "
+          "the grader's full record")
+    if names[0] != "grades.csv":
+        print("note: this batch mixes assignments: each has its own section in summary.md, its own "
+              "grades and histogram file (--assignment CHAPTER/FRAMEWORK refuses the others)")
     if args.similarity:
         _similarity(args.out)
     if level == isolation.NONE:
@@ -182,7 +189,7 @@ def _merge(args) -> int:
     print_summary(merged.results, Console())
     parts = f" (parts {', '.join(merged.shards)})" if merged.shards else ""
     print(f"merged {len(merged.results)} submissions from {len(args.outs)} outputs{parts} into "
-          f"{args.out}: grades.csv, summary.md, histogram.png and each submission's reports")
+          f"{args.out}: {', '.join(batch_files(merged.results))} and each submission's reports")
     if merged.missing:
         err.print(f"[yellow]{len(merged.missing)} submissions of the class are in no output yet[/yellow]: "
                   + ", ".join(merged.missing[:20]) + (" …" if len(merged.missing) > 20 else ""))
@@ -256,11 +263,25 @@ def _isolation(options: Options, out: Path) -> str:
     return level
 
 
+CHECK_UNISOLATED = ("note: bubblewrap is not available here, so your notebook ran as you, with no "
+                    "sandbox; that is fine for your own code (install bubblewrap to check it isolated)")
+
+
 def _check(args) -> int:
+    from autograder import chapters, parse
     from autograder.student import verdict
 
+    try:   # reads metadata only, runs nothing: a mistyped exercise is refused before any code runs
+        chapter = parse.load(args.notebook).chapter
+    except parse.BadSubmission:
+        chapter = None   # the grader says why below
+    if chapter and args.exercise is not None:
+        exercises = chapters.chapter(chapter).exercises
+        if args.exercise not in exercises:
+            raise Misuse(f"'{args.exercise}' is not an exercise of {chapter} (its exercises: "
+                         f"{', '.join(exercises)})")
     # A student checks their own code on their own machine: the best isolation available, and no
-    # refusal when there is none (it is their code), but they are told.
+    # refusal when there is none (it is their code), but they are told, in their terms.
     options = Options(public_only=True, exercise=args.exercise, unsafe_no_sandbox=True,
                       protected=(args.notebook.parent,))
     with _scratch() as scratch:   # the reports are not for the student: nothing stays behind
@@ -269,7 +290,7 @@ def _check(args) -> int:
         print(f"cannot check {args.notebook}: {result.error}")
         return 1
     for warning in result.warnings:
-        print(f"note: {warning}")
+        print(CHECK_UNISOLATED if warning == isolation.OFF_WARNING else f"note: {warning}")
     by_exercise: dict[str, list] = {}
     for c in result.checks:
         by_exercise.setdefault(c.exercise, []).append(c)
@@ -286,8 +307,35 @@ def _scratch():
         yield Path(folder)
 
 
+def release_environment(reexec: bool) -> None:
+    """Put RELEASE_ENV in place before TensorFlow or PyTorch is imported. PYTHONHASHSEED only acts
+    at start-up, so a program started without it (`reexec`: the command line) starts again with it."""
+    from autograder.release import RELEASE_ENV   # imports no framework
+
+    missing = {k: v for k, v in RELEASE_ENV.items() if os.environ.get(k) != v}
+    os.environ.update(RELEASE_ENV)
+    if reexec and "PYTHONHASHSEED" in missing:
+        os.execv(sys.executable, [sys.executable, "-m", "autograder", *sys.argv[1:]])
+    loaded = [m for m in ("tensorflow", "torch") if m in sys.modules]
+    if loaded and missing.keys() & {"TF_ENABLE_ONEDNN_OPTS", "OMP_NUM_THREADS"}:
+        raise Misuse(f"release must set {', '.join(sorted(missing))} before {' and '.join(loaded)} is "
+                     "imported: run it as `python -m autograder release`")
+
+
+def _error(exc: Exception) -> None:
+    """A usage error: one line, however long (it may list names), and its text never markup (it
+    can hold a file name or what was typed)."""
+    err.print("[red]error:[/red]", escape(str(exc)), soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "release":
+        try:
+            release_environment(reexec=argv is None)   # no argv: the command line itself
+        except Misuse as exc:
+            _error(exc)
+            return 2
     try:
         if args.command == "grade":
             return _grade(args)
@@ -312,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         return export.main([args.chapter, "--out", str(args.out)]
                            + (["--framework", args.framework] if args.framework else []))
     except Misuse as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        _error(exc)
         return 2
     except KeyboardInterrupt:
         err.print("interrupted: what was graded is saved; run the same command again to resume")
