@@ -87,7 +87,7 @@ def _run_line(outcomes, gave_up: str) -> CheckResult:
     lines = []
     for o in failed[:10]:
         last = (o.error.strip().splitlines() or ["failed"])[-1]   # the exception, as the student raised it
-        lines.append(f"cell {o.index}: {untrusted.name(last, 200)}")
+        lines.append(f"code cell {o.index}: {untrusted.name(last, 200)}")
     if gave_up:
         lines.append(f"stopped: {untrusted.name(gave_up, 200)}")
     ok = not failed and not gave_up

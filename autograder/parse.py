@@ -35,7 +35,9 @@ class Submission:
     path: Path
     chapter: str
     framework: str
-    cells: list[tuple[int, str]]          # (cell index, source) of every code cell, in order
+    # (n, source) of every code cell, in order; n counts code cells from 1 ("code cell n"): the
+    # number a student finds in JupyterLab, where markdown cells carry no number
+    cells: list[tuple[int, str]]
     exercises: list[str]                  # from the chapter record, in the masters' order
     digest: str
     warnings: list[str] = field(default_factory=list)
@@ -80,7 +82,7 @@ def _check_depth(code: list[tuple[int, str]]) -> None:
         try:
             ast.parse(source)
         except (RecursionError, MemoryError):
-            raise BadSubmission(f"cell {index}'s code is {TOO_DEEP}: simplify it") from None
+            raise BadSubmission(f"code cell {index}'s code is {TOO_DEEP}: simplify it") from None
         except (SyntaxError, ValueError):
             continue   # the run reports it; IPython magics are stripped there
 
@@ -128,14 +130,15 @@ def load(path: Path, expect: str | None = None) -> Submission:
         raise BadSubmission(f"this is the {chapter}/{framework} notebook, but {expect} is being graded")
 
     code: list[tuple[int, str]] = []
-    for index, cell in enumerate(cells):
+    for cell in cells:
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
+        index = len(code) + 1
         source = cell.get("source", "")
         if isinstance(source, list) and all(isinstance(s, str) for s in source):
             source = "".join(source)
         if not isinstance(source, str):
-            raise BadSubmission(f"cell {index} has no readable source")
+            raise BadSubmission(f"code cell {index} has no readable source")
         code.append((index, source))
     if not code:
         raise BadSubmission("the notebook has no code cells")

@@ -356,7 +356,7 @@ def _parse(cells: list[tuple[int, str]], notes: list[str]) -> list[tuple[int, as
         except SyntaxError:
             continue   # it does not run either; the run reports it
         except (RecursionError, MemoryError, ValueError):
-            notes.append(f"cell {index}: too deeply nested to scan for built-ins")
+            notes.append(f"code cell {index}: too deeply nested to scan for built-ins")
     return trees
 
 
@@ -412,7 +412,7 @@ def scan(cells: list[tuple[int, str]], exercises: list[str], no_autograd=(), own
         by = reached_by.get(id(unit), [])
         for line, what in unit.doubts:
             where = f" (reached from {', '.join(sorted(set(by)))})" if by else ""
-            note = f"cell {unit.cell}, line {line}: {what}{where}"
+            note = f"code cell {unit.cell}, line {line}: {what}{where}"
             if note not in findings.notes:
                 findings.notes.append(note)
     if len(findings.notes) > MAX_NOTES:

@@ -146,7 +146,7 @@ class Runner:
                 self._exchange({"op": "cell", "index": index, "source": source},
                                seconds=self.limits.cell_seconds)
             except Died as died:
-                raise Died(f"could not restart the notebook: cell {index}: {died}") from None
+                raise Died(f"could not restart the notebook: code cell {index}: {died}") from None
 
     # -- calls
     def request(self, request: dict, args: tuple, kwargs: dict, seconds: float | None = None) -> Reply:
@@ -258,7 +258,8 @@ def _read_reply(head: dict, arrays: dict[str, np.ndarray]) -> Reply:
         if result["kind"] == "dict":
             value = _dict_of(result.get("keys"), items)
         else:
-            value = items[0] if result["kind"] == "single" else tuple(items)
+            sequence = convert.ReturnedList if result["kind"] == "list" else tuple
+            value = items[0] if result["kind"] == "single" else sequence(items)
         if result["kind"] == "single" and len(items) != 1:
             raise ValueError("bad single")
     except (KeyError, TypeError, ValueError, IndexError, AttributeError):

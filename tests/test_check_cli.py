@@ -106,3 +106,43 @@ def test_an_interrupted_or_crashed_check_leaves_no_scratch_folder(tmp_path, monk
             cli.main(["check", str(path)])
     assert seen and seen[0].name.startswith(SCRATCH_PREFIX) and seen[0].parent == tmp_path
     assert scratch_dirs(tmp_path) == []
+
+
+def test_a_mistyped_exercise_is_a_one_line_error_listing_the_exercises(tmp_path):
+    """Refused from the metadata, before any code runs: no verdict, exit status 2, and the valid
+    names on the same line (long as it is: a console narrower than the list does not break it)."""
+    run = check(notebooks.student_path(CHAPTER, "torch"), "masked_sofmax", tmpdir=tmp_path)
+    assert run.returncode == 2
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, run.stderr
+    assert "'masked_sofmax' is not an exercise of 02_principles" in lines[0]
+    assert all(exercise in lines[0] for exercise in public_counts()), lines[0]
+    assert "runs top to bottom" not in run.stdout and scratch_dirs(tmp_path) == []
+
+
+def _code_ordinal(nb, cell) -> int:
+    """The cell's number among the notebook's code cells, from 1: what JupyterLab shows as [n]
+    after "Restart Kernel and Run All Cells" (markdown cells carry no number)."""
+    return [c for c in nb.cells if c.cell_type == "code"].index(cell) + 1
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("gallery")
+def test_failures_name_code_cells_as_jupyterlab_numbers_them_and_a_list_is_a_list(tmp_path):
+    nb = copy.deepcopy(nbformat.read(notebooks.master_path(CHAPTER, "torch"), as_version=4))
+    cells = {c.metadata["course"]["exercise"]: c for c in nb.cells if c.get("metadata", {}).get("course", {}).get("exercise")}
+    cells["dot_product_scores"].source = ("def dot_product_scores(queries, keys):\n"
+                                          "    return [queries @ keys.transpose(-2, -1)]\n")
+    cells["masked_softmax"].source = "def masked_softmax(scores, mask=None):\n    raise ValueError('boom')\n"
+    nb.cells.append(nbformat.v4.new_code_cell("this_name_is_not_defined"))
+    raising, last = _code_ordinal(nb, cells["masked_softmax"]), _code_ordinal(nb, nb.cells[-1])
+    # the numbering differs from the index among all cells (markdown counted), so this can fail
+    assert raising != nb.cells.index(cells["masked_softmax"]) and last != len(nb.cells) - 1
+    path = tmp_path / "mine.ipynb"
+    nbformat.write(nb, path)
+    run = check(path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert f"code cell {last}: NameError: name 'this_name_is_not_defined' is not defined" in run.stdout
+    assert f'File "<code cell {raising}>", line 2, in masked_softmax' in run.stdout
+    returned = run.stdout.split("✗ dot_product_scores", 1)[1].split("\n✗ ")[0]
+    assert "got a list of 1" in returned and "tuple" not in returned, returned

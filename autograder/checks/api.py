@@ -44,6 +44,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from autograder.sandbox.convert import ReturnedList
+
 
 MB = 1 << 20
 FIXED_POINTS = 0.25   # a check whose inputs are fixed in its code (a worked example)
@@ -193,18 +195,28 @@ def _close_one(got, want, atol: float, rtol: float, what: str) -> None:
                                   f"is at {_fmt_index(i)}: expected {want[i]:.6g}, got {got[i]:.6g}."))
 
 
+def returned(got) -> str:
+    """What came back, as a message names it: "a list of 4" for a Python list (the sandbox keeps
+    the difference, convert.ReturnedList), "a tuple of 2", or "a single value"."""
+    if isinstance(got, ReturnedList):
+        return f"a list of {len(got)}"
+    return f"a tuple of {len(got)}" if isinstance(got, tuple) else "a single value"
+
+
 def assert_close(got, want, *, atol: float = 1e-5, rtol: float = 1e-4, what="output") -> None:
     """Compare what the student returned with what the oracle says, structure first."""
     if isinstance(want, tuple):
         names = what if isinstance(what, tuple) else tuple(f"{what}[{i}]" for i in range(len(want)))
         if not isinstance(got, tuple) or len(got) != len(want):
-            kind = f"a tuple of {len(got)}" if isinstance(got, tuple) else "a single value"
-            raise CheckFailure(f"expected a tuple ({', '.join(names)}), got {kind}.")
+            raise CheckFailure(f"expected a tuple ({', '.join(names)}), got {returned(got)}.")
         for g, w, name in zip(got, want, names):
             _close_one(g, w, atol, rtol, name)
         return
+    if isinstance(got, ReturnedList):
+        raise CheckFailure(f"{what}: expected one tensor, got {returned(got)}: return a tensor "
+                           "(stack or convert the list), not a Python list.")
     if isinstance(got, tuple):
-        raise CheckFailure(f"{what}: expected a single value, got a tuple of {len(got)}.")
+        raise CheckFailure(f"{what}: expected a single value, got {returned(got)}.")
     _close_one(got, want, atol, rtol, what if isinstance(what, str) else what[0])
 
 

@@ -7,7 +7,8 @@ scores of +-1e4, broadcast masks, and properties that hold whatever the inputs.
 """
 import numpy as np
 
-from autograder.checks.api import CheckFailure, assert_close, assert_close_or_hint, assert_shape, check, detail
+from autograder.checks.api import (CheckFailure, assert_close, assert_close_or_hint, assert_shape, check, detail,
+                                   returned)
 
 EXAMPLE_QUERIES = np.array([[1, 0], [0, 1], [1, 1]], np.float32)        # (n_q=3, d_k=2)
 EXAMPLE_KEYS = np.array([[1, 2], [3, -1]], np.float32)                  # (n_k=2, d_k=2)
@@ -384,7 +385,7 @@ def _same_attention(student, oracle, *args) -> None:
 def _output_and_weights(got):
     if not isinstance(got, tuple) or len(got) != 2:
         raise CheckFailure("expected a tuple (output, weights), got "
-                           + (f"a tuple of {len(got)}." if isinstance(got, tuple) else "a single value."))
+                           + f"{returned(got)}.")
     return got
 
 
@@ -464,7 +465,7 @@ _same_or_hint = assert_close_or_hint
 
 def _pair(got, names: tuple[str, str]):
     if not isinstance(got, tuple) or len(got) != 2:
-        kind = f"a tuple of {len(got)}" if isinstance(got, tuple) else "a single value"
+        kind = returned(got)
         raise CheckFailure(f"expected a tuple ({', '.join(names)}), got something else.\ngot {kind}.")
     return got
 

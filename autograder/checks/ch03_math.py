@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from autograder.checks.api import CheckFailure, assert_close_or_hint, assert_shape, check, detail
+from autograder.checks.api import CheckFailure, assert_close_or_hint, assert_shape, check, detail, returned
 
 
 def _normal(rng, *shape) -> np.ndarray:
@@ -145,7 +145,7 @@ def _backward_random(rng, batch, n_q, n_k, d_k, d_v):
 
 def _gradients(got):
     if not isinstance(got, tuple) or len(got) != 3:
-        kind = f"a tuple of {len(got)}" if isinstance(got, tuple) else "a single value"
+        kind = returned(got)
         raise CheckFailure(f"expected a tuple (d_queries, d_keys, d_values), got something else.\ngot {kind}.")
     return got
 

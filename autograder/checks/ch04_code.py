@@ -15,7 +15,7 @@ Each failure's first line ends with a fixed hint; hidden inputs are never named 
 """
 import numpy as np
 
-from autograder.checks.api import CheckFailure, assert_close_or_hint, assert_shape, check
+from autograder.checks.api import CheckFailure, assert_close_or_hint, assert_shape, check, returned
 
 BLOCK_TOLERANCE = {"atol": 1e-4, "rtol": 1e-4}   # float32 through three matmuls, a softmax and a norm
 
@@ -77,7 +77,7 @@ def _pair(student, oracle, name, weights, *args, **kwargs):
 def _attention_result(got, want, what: str, hint: str, **tolerances) -> None:
     """(output, weights) of an attention layer: a tuple, the shapes, then the values."""
     if not isinstance(got, tuple) or len(got) != 2:
-        kind = f"a tuple of {len(got)}" if isinstance(got, tuple) else "a single value"
+        kind = returned(got)
         raise CheckFailure(f"{what}: expected a tuple (output, weights), got {kind}.")
     for g, w, part in zip(got, want, ("output", "weights")):
         assert_shape(g, w.shape, what=f"{what} {part}")
@@ -87,7 +87,7 @@ def _attention_result(got, want, what: str, hint: str, **tolerances) -> None:
 
 def _block_result(got, want, what: str, hint: str) -> None:
     if isinstance(got, tuple):
-        raise CheckFailure(f"{what}: expected one tensor y (B, T, D), got a tuple of {len(got)}.")
+        raise CheckFailure(f"{what}: expected one tensor y (B, T, D), got {returned(got)}.")
     assert_shape(got, want.shape, what=what)
     assert_close_or_hint(got, want, what, hint, **BLOCK_TOLERANCE)
 

@@ -19,7 +19,7 @@ Each failure's first line ends with a fixed hint; hidden inputs are never named 
 
 import numpy as np
 
-from autograder.checks.api import CheckFailure, assert_close_or_hint, assert_shape, check, detail
+from autograder.checks.api import CheckFailure, assert_close_or_hint, assert_shape, check, detail, returned
 
 
 def _normal(rng, *shape, scale=1.0) -> np.ndarray:
@@ -28,7 +28,7 @@ def _normal(rng, *shape, scale=1.0) -> np.ndarray:
 
 def _pair(got, what: str) -> tuple:
     if not isinstance(got, tuple) or len(got) != 2:
-        kind = f"a tuple of {len(got)}" if isinstance(got, tuple) else "a single value"
+        kind = returned(got)
         raise CheckFailure(detail(f"expected a tuple {what}, got something else.", f"got {kind}"))
     return got
 

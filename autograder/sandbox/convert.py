@@ -170,6 +170,11 @@ def to_numpy(value) -> np.ndarray:
     return np.array(array, copy=True, subok=False)
 
 
+class ReturnedList(tuple):
+    """What a student's function returned as a Python list: compared as a tuple (as it always
+    was), but named a list in messages, so that "return a tensor" points the right way."""
+
+
 def encode_result(value) -> tuple[dict, dict[str, np.ndarray]]:
     """A function's return value -> JSON spec + arrays, recording each leaf's type. A tuple's
     items may themselves be tuples (one level: chapter 06's `(output, (keys, values))`)."""

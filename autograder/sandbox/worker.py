@@ -498,7 +498,7 @@ def _run_cell(header: dict, namespace: dict) -> dict:
     have computed exists; any other error ends the cell, as in a kernel."""
     import ast
 
-    name = f"<cell {header['index']}>"
+    name = f"<code cell {header['index']}>"
     skipped = []
     try:
         tree = ast.parse(_strip_magics(header["source"]), name)
