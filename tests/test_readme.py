@@ -28,3 +28,17 @@ def test_readme_lists_each_chapter_with_its_exercises_and_points(record):
 
 def test_the_row_reader_reads_a_row():
     assert table_rows("| `09_x` | learn | 2 exercises, 7 points |\n") == {"09_x": "2 exercises, 7 points"}
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()   # PEP 503: tensorflow_cpu is tensorflow-cpu
+
+
+def test_the_students_pins_are_the_locks():
+    """What README tells a take-home student to install is what the course is tested with."""
+    lock = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", (README.parent / "requirements.txt").read_text(), re.MULTILINE))
+    lock = {_canonical(k): v for k, v in lock.items()}
+    pins = [(_canonical(name), version) for line in README.read_text().splitlines() if line.startswith("pip install")
+            for name, version in re.findall(r"([A-Za-z0-9_.-]+)==(\S+)", line)]
+    assert {name for name, _ in pins} >= {"jupyterlab", "ipykernel", "numpy", "pytest", "torch", "tensorflow-cpu"}
+    assert [(name, lock.get(name)) for name, _ in pins] == pins
