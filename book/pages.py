@@ -33,7 +33,7 @@ __all__ = [
     "TOKENS", "KEY_FEATURES", "VALUE_FEATURES", "FRENCH", "POS",
     "keys_np", "queries_np", "values_np", "french_queries_np", "embeddings_np", "grammar_np",
     "show_weights", "show_mask", "show_table", "show_heatmap", "show_measured",
-    "median_seconds", "cpu_seconds", "peak_bytes_torch",
+    "median_seconds", "cpu_seconds", "peak_bytes_torch", "glue_values",
     "reference_softmax", "reference_attention",
 ]
 
@@ -200,6 +200,7 @@ def cpu_seconds(run, repeats=7):
     return float(min(_call_times(run, repeats, time.process_time)))
 
 
+
 def peak_bytes_torch(run):
     """Peak of the CPU memory that PyTorch's operators hold (allocations net of frees) during
     `run()`, from the profiler's events in time order, each counting only its own allocations."""
@@ -214,6 +215,19 @@ def peak_bytes_torch(run):
         current += event.self_cpu_memory_usage
         peak = max(peak, current)
     return peak
+
+
+# --- numbers for the prose ----------------------------------------------------------------------------
+def glue_values(**named):
+    """Glue each number (or string) under its name for the page's prose, `{glue:text}`name:.2f``,
+    without displaying it: a number the prose quotes is the one this run printed, never typed
+    (tests/test_typed_numbers.py). NumPy scalars become Python ones, whose text myst-nb can format."""
+    from myst_nb import glue
+
+    for name, value in named.items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        glue(name, value, display=False)
 
 
 # --- float64 references for the pages' collapsed checks -------------------------------------------

@@ -51,12 +51,15 @@ def qkv_flow():
     hint(ax, (5.3, 2.62), "True = may attend; any shape", fontsize=8.5)
     hint(ax, (5.3, 2.44), "that broadcasts to the scores", fontsize=8.5)
 
-    softmax = box(ax, (x, 2.3), op, ["softmax over n_k"], COLORS["op"])
+    # The guard is part of the recipe: -inf everywhere in a row, then a plain softmax, gives NaN
+    # (masking.md shows it); the rows with no allowed key are set to zero after the softmax.
+    softmax = box(ax, (x, 2.3), (2.6, 0.62), ["softmax over n_k", "then rows with no key → 0"],
+                  COLORS["op"], fontsizes=(10.5, 8.5))
     arrow(ax, masking["bottom"], softmax["top"])
     weights = box(ax, (x, 1.45), tensor, ["weights", "(..., n_q, n_k)"], COLORS["scores"])
     arrow(ax, softmax["bottom"], weights["top"])
     hint(ax, (x, 0.95), "each row sums to 1, or is all 0", fontsize=8.5)
-    hint(ax, (x, 0.72), "when every key is masked", fontsize=8.5)
+    hint(ax, (x, 0.72), "when every key is masked (not NaN)", fontsize=8.5)
 
     weighted = box(ax, (v["top"][0], 1.45), (1.7, 0.44), ["weights · V"], COLORS["op"])
     arrow(ax, v["bottom"], weighted["top"])

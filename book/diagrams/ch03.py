@@ -58,7 +58,13 @@ def attention_backward_flow():
     arrow(ax, v["right"], (da["left"][0], da["left"][1] - 0.15), **reuse)
     hint(ax, (3.35, 0.95), "V", fontsize=9, family=MONO)
     arrow(ax, qk["right"], (dq["left"][0], dq["left"][1] + 0.1), **reuse)
-    hint(ax, (3.75, 4.75), "Q, K", fontsize=9, family=MONO)
+    hint(ax, (3.75, 4.75), "K", fontsize=9, family=MONO)
+    # dV = Aᵀ G needs the weights too (the reason A is kept, next section); dQ needs K, dK needs Q
+    arrow(ax, (a["right"][0], a["right"][1] - 0.12), (dv["top"][0] - 0.5, dv["top"][1]), **reuse)
+    hint(ax, (3.45, 2.2), "A", fontsize=9, family=MONO)
+    arrow(ax, (qk["top"][0] + 0.6, qk["top"][1]), dk["top"],
+          connection="arc3,rad=-0.15", color=COLORS["op"])
+    hint(ax, (4.3, 5.08), "Q", fontsize=9, family=MONO)
     return fig
 
 
