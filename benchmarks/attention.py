@@ -1,9 +1,9 @@
 """Attention's time and memory against the sequence length: naive, tiled, SDPA and linear, in one run.
 
-    .venv/bin/python benchmarks/attention.py [--lengths 512 ... 16384] [--block 256] [--tf-block 256] [--threads N] [--out FILE]
+    .venv/bin/python benchmarks/attention.py [--lengths 512 ... 8192] [--repeats 5] [--block 256] [--tf-block 256] [--threads N] [--out FILE]
 
-One batch, H = 8 heads, D = 64, float32, non-causal self-attention, n = 512 ... 16384, on all of
-the machine's cores (passed explicitly: torch.utils.benchmark.Timer defaults to one thread):
+One batch, H = 8 heads, D = 64, float32, non-causal self-attention, n = 512 ... 8192, on all of
+the machine's cores (set explicitly for both frameworks, --threads to change):
 - naive:  softmax(Q K^T / sqrt(D)) V, the (H, n, n) matrix materialised (PyTorch and TensorFlow);
 - tiled:  the course's reference `flash_attention`, loaded from chapter 06's masters (PyTorch and
           TensorFlow), with --block (PyTorch) or --tf-block (TensorFlow) keys per tile; the masters
@@ -24,10 +24,12 @@ the machine's cores (passed explicitly: torch.utils.benchmark.Timer defaults to 
 - sdpa:   torch.nn.functional.scaled_dot_product_attention (PyTorch's fused CPU kernel);
 - linear: the masters' `linear_attention` (elu + 1 feature map), a different model, timed for
           its O(n) cost.
-Times are medians (torch.utils.benchmark for PyTorch, perf_counter repeats for TensorFlow) after
-a warm-up call; a call that took longer than --min-run-time is timed once more, not a dozen times.
-The goals' speed ratios come from a separate pass at n = 4096: 7 rounds, each one tiled call and one
-call of what it is held against, side by side, and their median: a busy spell then slows both.
+Every time is the median of at least --repeats (5) timed calls after an untimed warm-up call, more
+(up to 50) until --min-run-time seconds are spent; the results file keeps every timing and each
+point's range (seconds_min, seconds_max), and the script prints them. No point is a single timing.
+The headline speed ratios come from a separate pass at n = 4096: 7 rounds, each one tiled call and
+one call of what it is held against, side by side (the order alternating between rounds), and
+their median and range: a busy spell then slows both sides of a ratio.
 Peak memory is the rise of the process's peak resident set during one more call, in a second pass
 (`/proc/self/clear_refs`, as the grader measures a call, autograder/sandbox/peak.py), with glibc's
 mmap threshold fixed at 1 MiB so that freed blocks leave the resident set (the timing pass runs
@@ -35,9 +37,9 @@ without it: it slows the tiled loops' per-tile allocations 2x); TensorFlow's all
 Naive attention is skipped where its two (H, n, n) float32 matrices would take more than half the
 available memory (said in the output). Ratios are against PyTorch SDPA: throughput = SDPA's time
 over the method's time, memory = the method's peak over naive's (same framework).
-Goals (issue 12), checked at n = 4096 and printed at the end: PyTorch tiled >= 0.8x SDPA's
-throughput and <= 1/8 of naive's memory; TensorFlow tiled at least as fast as naive TensorFlow and
-<= 1/8 of its memory.
+Goals (issue 12), checked at n = 4096 and printed at the end with the side-by-side rounds' range:
+PyTorch tiled >= 0.8x SDPA's throughput and <= 1/8 of naive's memory; TensorFlow tiled at least as
+fast as naive TensorFlow and <= 1/8 of its memory.
 """
 from __future__ import annotations
 
@@ -83,15 +85,15 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-import torch.utils.benchmark as benchmark  # noqa: E402
 
 from autograder.notebooks import load_namespace, master_path  # noqa: E402
 from autograder.sandbox.peak import PeakMeter  # noqa: E402
 
 HEADS, DIM = 8, 64
-LENGTHS = (512, 1024, 2048, 4096, 8192, 16384)
-GOAL_N = 4096          # where issue 12's goals are checked
-PAIRED_ROUNDS = 7      # alternating (tiled, reference) calls at GOAL_N: the goals' speed ratios
+LENGTHS = (512, 1024, 2048, 4096, 8192)
+GOAL_N = 4096          # where issue 12's goals are checked, with side-by-side rounds
+PAIRED_ROUNDS = 7      # (tiled, reference) rounds at GOAL_N, side by side: the headline speed ratios
+REPEATS = 5            # timed calls per method and n, at least: every figure is their median
 THREADS = os.cpu_count() or 1      # all of the machine's cores, unless --threads says otherwise
 
 
@@ -122,27 +124,17 @@ def naive_tf(q, k, v):
     return tf.matmul(tf.nn.softmax(scores, axis=-1), v)                  # (1, H, n, D)
 
 
-def torch_seconds(fn, args, min_run_time: float, first: float) -> float:
-    timer = benchmark.Timer(stmt="fn(*args)", globals={"fn": fn, "args": args}, num_threads=THREADS)
-    if first > min_run_time:                                     # a long call: one more, not a dozen
-        return timer.timeit(1).median
-    return timer.blocked_autorange(min_run_time=min_run_time).median
-
-
-def tf_seconds(fn, args, min_run_time: float, first: float) -> float:
-    if first > min_run_time:                                     # a long call: one more, not a dozen
-        start = time.perf_counter()
-        out = fn(*args)
-        (out[0] if isinstance(out, tuple) else out).numpy()
-        return time.perf_counter() - start
+def timings(framework: str, fn, args, repeats: int, min_run_time: float) -> list[float]:
+    """Seconds of at least `repeats` timed calls (more, up to 50, until `min_run_time` seconds are spent),
+    each waited for (TensorFlow's eager ops may still be running when a call returns). The same
+    clock (perf_counter) for both frameworks; the threads are set once for the process."""
     times, spent = [], 0.0
-    while len(times) < 3 or (spent < min_run_time and len(times) < 50):
+    while len(times) < repeats or (spent < min_run_time and len(times) < 50):
         start = time.perf_counter()
-        out = fn(*args)
-        (out[0] if isinstance(out, tuple) else out).numpy()      # eager ops are done; make sure
+        finish(framework, fn(*args))
         times.append(time.perf_counter() - start)
         spent += times[-1]
-    return statistics.median(times)
+    return times
 
 
 def first_call(meter: PeakMeter, framework: str, fn, args) -> tuple[int, float]:
@@ -178,29 +170,32 @@ def _inputs():
 
 
 def paired_ratios(methods: dict, inputs_of) -> dict[str, list[float]]:
-    """The goals' speed ratios, measured side by side: PAIRED_ROUNDS rounds at GOAL_N, each one call of
-    the tiled reference and one of what it is held against (PyTorch SDPA; naive TensorFlow), so that
-    a busy spell of the machine slows both sides of a ratio, not one method's whole timing block.
+    """Speed ratios measured side by side: PAIRED_ROUNDS rounds at GOAL_N, each one call of the tiled
+    reference and one of what it is held against (PyTorch SDPA; naive TensorFlow), so that a busy
+    spell of the machine slows both sides of a ratio, not one method's whole timing block. The order
+    within a round alternates (tiled first in even rounds, second in odd ones), so that a systematic
+    first-call or second-call effect does not favour one side.
     framework -> the rounds' ratios, reference time / tiled time."""
     against = {"torch": "sdpa", "tf": "naive"}
     paired = {}
     for framework, reference in against.items():
         args, ratios_ = inputs_of(GOAL_N)[framework], []
         with torch.no_grad():
-            for _ in range(PAIRED_ROUNDS):
-                seconds = []
-                for method in ("tiled", reference):
+            for round_ in range(PAIRED_ROUNDS):
+                order = ("tiled", reference) if round_ % 2 == 0 else (reference, "tiled")
+                seconds = {}
+                for method in order:
                     start = time.perf_counter()
                     finish(framework, methods[(framework, method)](*args))
-                    seconds.append(time.perf_counter() - start)
-                ratios_.append(seconds[1] / seconds[0])
+                    seconds[method] = time.perf_counter() - start
+                ratios_.append(seconds[reference] / seconds["tiled"])
         paired[framework] = ratios_
-        print(f"n={GOAL_N:6d}  {framework:5s} {reference} time / tiled time, {PAIRED_ROUNDS} alternating rounds: "
+        print(f"n={GOAL_N:6d}  {framework:5s} {reference} time / tiled time, {PAIRED_ROUNDS} rounds side by side: "
               + " ".join(f"{r:.2f}" for r in ratios_), flush=True)
     return paired
 
 
-def run(lengths, block: int, tf_block: int, min_run_time: float) -> dict:
+def run(lengths, block: int, tf_block: int, min_run_time: float, repeats: int = 5) -> dict:
     masters = {fw: load_namespace(master_path("06_efficiency", fw)) for fw in ("torch", "tf")}
     methods = {
         ("torch", "naive"): naive_torch,
@@ -223,12 +218,11 @@ def run(lengths, block: int, tf_block: int, min_run_time: float) -> dict:
     for n, framework, method, fn in runs:
         args = inputs_of(n)[framework]
         with torch.no_grad():
-            start = time.perf_counter()
-            finish(framework, fn(*args))                                  # warm-up
-            first = time.perf_counter() - start
-            seconds = (torch_seconds if framework == "torch" else tf_seconds)(fn, args, min_run_time, first)
-        seconds_of[(framework, method, n)] = seconds
-        print(f"n={n:6d}  {framework:5s} {method:6s} {seconds * 1000:10.1f} ms", flush=True)
+            finish(framework, fn(*args))                                  # warm-up, not timed
+            times = timings(framework, fn, args, repeats, min_run_time)
+        seconds_of[(framework, method, n)] = times
+        print(f"n={n:6d}  {framework:5s} {method:6s} {statistics.median(times) * 1000:10.1f} ms "
+              f"(median of {len(times)}, {min(times) * 1000:.1f}-{max(times) * 1000:.1f})", flush=True)
     paired = paired_ratios(methods, inputs_of) if GOAL_N in lengths and ("tf", GOAL_N) not in skipped else {}
     fix_mmap_threshold()
     rows = []
@@ -237,10 +231,12 @@ def run(lengths, block: int, tf_block: int, min_run_time: float) -> dict:
         trim_heap()
         with torch.no_grad():
             peak, _ = first_call(meter, framework, fn, args)
-        rows.append({"framework": framework, "method": method, "n": n,
-                     "seconds": seconds_of[(framework, method, n)], "peak_bytes": peak})
+        times = seconds_of[(framework, method, n)]
+        rows.append({"framework": framework, "method": method, "n": n, "seconds": statistics.median(times),
+                     "seconds_min": min(times), "seconds_max": max(times), "timings": times, "peak_bytes": peak})
         print(f"n={n:6d}  {framework:5s} {method:6s} peak memory rise {peak / 2**20:9.1f} MiB", flush=True)
     return {"heads": HEADS, "dim": DIM, "block": block, "tf_block": tf_block, "threads": THREADS, "lengths": list(lengths),
+            "repeats": repeats,
             "rows": rows, "paired": paired, "skipped_naive": skipped, "exact_peak": meter.exact,
             "torch": torch.__version__, "tensorflow": tf.__version__}
 
@@ -283,7 +279,7 @@ def goals(result: dict, n: int = GOAL_N) -> list[str]:
     else:                                                # from the sweep's timing blocks
         torch_speed = by[("torch", "sdpa", n)]["seconds"] / by[("torch", "tiled", n)]["seconds"]
         tf_speed = by[("tf", "naive", n)]["seconds"] / by[("tf", "tiled", n)]["seconds"]
-        how = lambda fw: ", from the sweep"   # noqa: E731
+        how = lambda fw: ", from the sweep's medians"   # noqa: E731
     torch_memory = by[("torch", "tiled", n)]["peak_bytes"] / by[("torch", "naive", n)]["peak_bytes"]
     tf_memory = by[("tf", "tiled", n)]["peak_bytes"] / by[("tf", "naive", n)]["peak_bytes"]
     verdict = lambda ok: "met" if ok else "NOT met"   # noqa: E731
@@ -299,20 +295,23 @@ def main() -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=list(LENGTHS))
     parser.add_argument("--block", type=int, default=256, help="the PyTorch tiled reference's block size")
     parser.add_argument("--tf-block", type=int, default=256, help="the TensorFlow tiled reference's block size")
-    parser.add_argument("--min-run-time", type=float, default=0.5, help="seconds of timing per method and n")
+    parser.add_argument("--repeats", type=int, default=REPEATS, help="timed calls per method and n, at least")
+    parser.add_argument("--min-run-time", type=float, default=0.5,
+                        help="more timed calls (up to 50) until this many seconds are spent per method and n")
     parser.add_argument("--out", type=Path, help="also write the results as JSON (the chapter plots such a file)")
     parser.add_argument("--threads", type=int, default=THREADS, help="threads for both frameworks (default: all cores)")
     args = parser.parse_args()
     set_threads(args.threads)
-    started = time.perf_counter()
+    started, load_start = time.perf_counter(), os.getloadavg()
     print(f"attention, batch 1, H={HEADS}, D={DIM}, float32, {THREADS} threads, tiled blocks {args.block} (PyTorch), {args.tf_block} (TensorFlow); "
           f"torch {torch.__version__}, tensorflow {tf.__version__}", flush=True)
-    result = run(args.lengths, args.block, args.tf_block, args.min_run_time)
+    result = run(args.lengths, args.block, args.tf_block, args.min_run_time, args.repeats)
     result["seconds"] = time.perf_counter() - started
     result["load_average"] = os.getloadavg()
+    result["load_average_start"] = load_start
     for line in ratios(result) + goals(result):
         print(line)
-    print(f"\n{result['seconds']:.0f} s in all; load average at the end {result['load_average'][0]:.1f} "
+    print(f"\n{result['seconds']:.0f} s in all; load average {load_start[0]:.1f} at the start, {result['load_average'][0]:.1f} at the end "
           f"(other work on the machine slows everything and blurs the ratios)")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

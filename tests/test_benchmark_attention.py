@@ -3,6 +3,7 @@
 Its figures are measurements, not assertions (the machine is noisy); this only makes sure the
 script still runs against the current masters and writes a complete results file."""
 import json
+import statistics
 import os
 import subprocess
 import sys
@@ -24,9 +25,16 @@ def test_the_attention_benchmark_runs_and_writes_every_method(tmp_path):
         ("tf", m) for m in ("naive", "tiled", "linear")}
     assert {r["n"] for r in result["rows"]} == {128, 256}
     assert all(r["seconds"] > 0 for r in result["rows"])
+    # every point is the median of at least 5 timed calls, whose range the file keeps
+    assert result["repeats"] == 5
+    for r in result["rows"]:
+        assert len(r["timings"]) >= 5, r
+        assert r["seconds"] == statistics.median(r["timings"]), r
+        assert (r["seconds_min"], r["seconds_max"]) == (min(r["timings"]), max(r["timings"])), r
     assert result["block"] == 256 and result["tf_block"] == 256
     assert result["paired"] == {}                  # the side-by-side rounds run only where n = 4096 is measured
     assert "goals: not checked (n=4096 was not measured for every method)" in run.stdout
+    assert "(median of " in run.stdout
 
 
 def _benchmark_module():
@@ -37,7 +45,7 @@ def _benchmark_module():
     return module
 
 
-def test_the_goals_speed_ratios_alternate_tiled_and_reference_calls():
+def test_the_side_by_side_rounds_alternate_which_call_goes_first():
     bench = _benchmark_module()
     calls = []
     methods = {(fw, m): (lambda *args, fw=fw, m=m: calls.append((fw, m)) or args[0])
@@ -46,7 +54,9 @@ def test_the_goals_speed_ratios_alternate_tiled_and_reference_calls():
     paired = bench.paired_ratios(methods, lambda n: {"torch": [1, 2, 3], "tf": [1, 2, 3]})
     assert set(paired) == {"torch", "tf"} and all(len(r) == bench.PAIRED_ROUNDS for r in paired.values())
     rounds = bench.PAIRED_ROUNDS
-    assert calls == [("torch", "tiled"), ("torch", "sdpa")] * rounds + [("tf", "tiled"), ("tf", "naive")] * rounds
+    def order(fw, ref):
+        return [c for i in range(rounds) for c in (((fw, "tiled"), (fw, ref)) if i % 2 == 0 else ((fw, ref), (fw, "tiled")))]
+    assert calls == order("torch", "sdpa") + order("tf", "naive")
 
 
 def test_the_goals_use_the_side_by_side_medians_when_there_are_any():
@@ -55,8 +65,8 @@ def test_the_goals_use_the_side_by_side_medians_when_there_are_any():
             for fw, m, s, b in (("torch", "naive", 0.6, 1000), ("torch", "tiled", 0.2, 50), ("torch", "sdpa", 0.17, 9),
                                 ("tf", "naive", 0.8, 1000), ("tf", "tiled", 0.9, 200))]
     from_sweep = "\n".join(bench.goals({"rows": rows}))
-    assert "= 0.85 (goal >= 0.8: met, from the sweep)" in from_sweep          # 0.17 / 0.2
-    assert "= 0.89 (goal >= 1: NOT met, from the sweep)" in from_sweep        # 0.8 / 0.9
+    assert "= 0.85 (goal >= 0.8: met, from the sweep's medians)" in from_sweep          # 0.17 / 0.2
+    assert "= 0.89 (goal >= 1: NOT met, from the sweep's medians)" in from_sweep        # 0.8 / 0.9
     assert "= 0.200 (goal <= 0.125: NOT met)" in from_sweep                   # tf memory 200 / 1000
     paired = {"torch": [0.75, 0.78, 0.75, 0.82, 0.81, 0.79, 0.85], "tf": [1.1, 1.2, 1.3, 1.0, 1.2, 1.1, 1.2]}
     side_by_side = "\n".join(bench.goals({"rows": rows, "paired": paired}))
