@@ -3,7 +3,10 @@
     .venv/bin/python benchmarks/attention.py [--lengths 512 ... 8192] [--repeats 5] [--block 256] [--tf-block 256] [--threads N] [--out FILE]
 
 One batch, H = 8 heads, D = 64, float32, non-causal self-attention, n = 512 ... 8192, on all of
-the machine's cores (set explicitly for both frameworks, --threads to change):
+the machine's cores (set explicitly for both frameworks, --threads to change). On a machine that
+other work shares, pass --threads 1: with more threads than free cores every operator waits for
+its slowest thread (with 2 threads at load 5 on 2 cores the PyTorch tiled loop at n = 8192 took
+15 s a call, against 0.9 s idle); the committed results were measured with --threads 1:
 - naive:  softmax(Q K^T / sqrt(D)) V, the (H, n, n) matrix materialised (PyTorch and TensorFlow);
 - tiled:  the course's reference `flash_attention`, loaded from chapter 06's masters (PyTorch and
           TensorFlow), with --block (PyTorch) or --tf-block (TensorFlow) keys per tile; the masters
