@@ -6,7 +6,9 @@ One batch, H = 8 heads, D = 64, float32, non-causal self-attention, n = 512 ... 
 the machine's cores (set explicitly for both frameworks, --threads to change). On a machine that
 other work shares, pass --threads 1: with more threads than free cores every operator waits for
 its slowest thread (with 2 threads at load 5 on 2 cores the PyTorch tiled loop at n = 8192 took
-15 s a call, against 0.9 s idle); the committed results were measured with --threads 1:
+15 s a call, against 0.9 s idle), and --clock cpu: with one thread the process's CPU time is the
+call's time without the waits for a core (at load 5.6 the one-thread wall-clock times were 3 to 10
+times the idle ones). The committed results were measured with --threads 1 --clock cpu:
 - naive:  softmax(Q K^T / sqrt(D)) V, the (H, n, n) matrix materialised (PyTorch and TensorFlow);
 - tiled:  the course's reference `flash_attention`, loaded from chapter 06's masters (PyTorch and
           TensorFlow), with --block (PyTorch) or --tf-block (TensorFlow) keys per tile; the masters
@@ -98,6 +100,8 @@ GOAL_N = 4096          # where issue 12's goals are checked, with side-by-side r
 PAIRED_ROUNDS = 7      # (tiled, reference) rounds at GOAL_N, side by side: the headline speed ratios
 REPEATS = 5            # timed calls per method and n, at least: every figure is their median
 THREADS = os.cpu_count() or 1      # all of the machine's cores, unless --threads says otherwise
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = CLOCKS["wall"]             # --clock: wall-clock time, or this process's CPU time (all its threads)
 
 
 def set_threads(threads: int) -> None:
@@ -130,12 +134,12 @@ def naive_tf(q, k, v):
 def timings(framework: str, fn, args, repeats: int, min_run_time: float) -> list[float]:
     """Seconds of at least `repeats` timed calls (more, up to 50, until `min_run_time` seconds are spent),
     each waited for (TensorFlow's eager ops may still be running when a call returns). The same
-    clock (perf_counter) for both frameworks; the threads are set once for the process."""
+    clock (--clock) for both frameworks; the threads are set once for the process."""
     times, spent = [], 0.0
     while len(times) < repeats or (spent < min_run_time and len(times) < 50):
-        start = time.perf_counter()
+        start = clock()
         finish(framework, fn(*args))
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
         spent += times[-1]
     return times
 
@@ -188,9 +192,9 @@ def paired_ratios(methods: dict, inputs_of) -> dict[str, list[float]]:
                 order = ("tiled", reference) if round_ % 2 == 0 else (reference, "tiled")
                 seconds = {}
                 for method in order:
-                    start = time.perf_counter()
+                    start = clock()
                     finish(framework, methods[(framework, method)](*args))
-                    seconds[method] = time.perf_counter() - start
+                    seconds[method] = clock() - start
                 ratios_.append(seconds[reference] / seconds["tiled"])
         paired[framework] = ratios_
         print(f"n={GOAL_N:6d}  {framework:5s} {reference} time / tiled time, {PAIRED_ROUNDS} rounds side by side: "
@@ -303,13 +307,19 @@ def main() -> None:
                         help="more timed calls (up to 50) until this many seconds are spent per method and n")
     parser.add_argument("--out", type=Path, help="also write the results as JSON (the chapter plots such a file)")
     parser.add_argument("--threads", type=int, default=THREADS, help="threads for both frameworks (default: all cores)")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="wall-clock time, or the process's CPU time (with --threads 1 on a shared machine: "
+                             "the time spent waiting for a core is not counted)")
     args = parser.parse_args()
     set_threads(args.threads)
+    global clock
+    clock = CLOCKS[args.clock]
     started, load_start = time.perf_counter(), os.getloadavg()
-    print(f"attention, batch 1, H={HEADS}, D={DIM}, float32, {THREADS} threads, tiled blocks {args.block} (PyTorch), {args.tf_block} (TensorFlow); "
+    print(f"attention, batch 1, H={HEADS}, D={DIM}, float32, {THREADS} threads, {args.clock} clock, tiled blocks {args.block} (PyTorch), {args.tf_block} (TensorFlow); "
           f"torch {torch.__version__}, tensorflow {tf.__version__}", flush=True)
     result = run(args.lengths, args.block, args.tf_block, args.min_run_time, args.repeats)
     result["seconds"] = time.perf_counter() - started
+    result["clock"] = args.clock
     result["load_average"] = os.getloadavg()
     result["load_average_start"] = load_start
     for line in ratios(result) + goals(result):

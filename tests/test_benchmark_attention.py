@@ -72,3 +72,23 @@ def test_the_goals_use_the_side_by_side_medians_when_there_are_any():
     side_by_side = "\n".join(bench.goals({"rows": rows, "paired": paired}))
     assert "= 0.79 (goal >= 0.8: NOT met, median of 7 alternating rounds, 0.75-0.85)" in side_by_side
     assert "= 1.20 (goal >= 1: met, median of 7 alternating rounds, 1.00-1.30)" in side_by_side
+
+
+def test_the_cpu_clock_leaves_out_the_time_spent_waiting():
+    """--clock cpu times the process's CPU time: a call that only waits (here: sleeps, as a call
+    waiting for a busy core does) costs nothing on it, and its full length on the wall clock."""
+    import time
+
+    bench = _benchmark_module()
+    def sleepy():
+        time.sleep(0.05)
+        return None
+    try:
+        bench.clock = bench.CLOCKS["wall"]
+        wall = bench.timings("torch", sleepy, (), repeats=5, min_run_time=0)
+        bench.clock = bench.CLOCKS["cpu"]
+        cpu = bench.timings("torch", sleepy, (), repeats=5, min_run_time=0)
+    finally:
+        bench.clock = bench.CLOCKS["wall"]
+    assert len(wall) == len(cpu) == 5
+    assert min(wall) >= 0.05 and max(cpu) < 0.01, (wall, cpu)
