@@ -22,6 +22,8 @@ class PeakMeter:
 
     def __init__(self):
         self.exact = self._can_reset()
+        _map_large_blocks()
+
 
     @staticmethod
     def _can_reset() -> bool:
@@ -60,6 +62,23 @@ class PeakMeter:
             peak = _tf_tensor_bytes(reset=False)
             rise = max(rise, peak - tensors if peak is not None else 0)
         return max(0, rise)
+
+
+def _map_large_blocks() -> None:
+    """glibc serves blocks of 1 MiB and more from their own mappings, given back on free, as the
+    grader's workers do by environment (workers.ALLOCATOR_ENV). Left to itself glibc raises that
+    threshold after the first large free and serves later blocks from a heap that fragments: in a
+    student's kernel (check() measures there too) chapter 06's correct backward pass at n = 8192
+    then rose by 222 MB (128 allowed) once the chapter's other checks had run. Setting the
+    threshold also stops glibc moving it. Not glibc (macOS, musl): nothing to do."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)   # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
 
 
 def _tf_tensor_bytes(reset: bool) -> int | None:
