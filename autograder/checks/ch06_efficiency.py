@@ -450,7 +450,7 @@ def _split(student, oracle, query, keys, values, num_splits, hint=SPLIT_HINT):
     assert_close_or_hint(got, want, "output", hint, atol=2e-5, rtol=2e-4)
 
 
-@check("split_kv_decode", points=1, public=True)
+@check("split_kv_decode", public=True, fixed=True)
 def test_split_worked_example(student, oracle, rng):
     """matches the worked example: one query over 5 keys in 2 chunks"""
     query = np.array([[1, 0]], np.float32)
@@ -517,7 +517,7 @@ def _paged(student, oracle, query, key_pages, value_pages, table, lengths, hint=
     assert_close_or_hint(got, want, "output", hint, atol=2e-5, rtol=2e-4)
 
 
-@check("paged_attention", points=1, public=True)
+@check("paged_attention", public=True, fixed=True)
 def test_paged_worked_example(student, oracle, rng):
     """matches the worked example: two sequences in a pool of 4 pages of 2 rows"""
     key_pages = np.array([[[1, 0], [0, 1]], [[1, 1], [0, 0]], [[2, 0], [0, 2]], [[-1, 0], [0, -1]]], np.float32)
@@ -614,7 +614,7 @@ def _backward_example(oracle):
     return q, k, v, out, lse, np.ones((2, 1), np.float32)
 
 
-@check("flash_attention_backward", points=1, public=True)
+@check("flash_attention_backward", public=True, fixed=True)
 def test_backward_worked_example(student, oracle, rng):
     """matches the worked example (chapter 03's attention_backward example, block_size=2)"""
     _backward(student, oracle, _backward_example(oracle), block_size=2)
