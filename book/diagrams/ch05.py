@@ -45,7 +45,8 @@ def vit_pipeline():
 
 def target_attention():
     """A candidate item attends over a history of items of three kinds; the weighted sum is the
-    user's interest for that candidate."""
+    user's interest for that candidate. The weights are illustrative, much sharper than those the
+    page's trained model learns (about half on the candidate's kind; the page says so)."""
     fig, ax = canvas(3.0)
     kinds = [0, 1, 0, 2, 1, 0, 2, 0]
     weights = [0.22, 0.02, 0.25, 0.01, 0.02, 0.24, 0.01, 0.23]
@@ -54,7 +55,8 @@ def target_attention():
     for x, c, w in zip(xs, colors, weights):
         box(ax, (x, 0.55), (0.5, 0.45), ["item"], c, fontsizes=(8.5, 8))
         hint(ax, (x, 1.0), f"{w:.2f}", fontsize=8.5)
-    hint(ax, (xs[0] - 0.05, 0.1), "the user's history (colour = kind of item)", ha="left", fontsize=8.5)
+    hint(ax, (xs[0] - 0.05, 0.1), "the user's history (colour = kind of item); weights illustrative",
+         ha="left", fontsize=8.5)
     candidate = box(ax, (2.75, 2.45), (1.6, 0.55), ["candidate", "a blue item"], HEAD_COLORS[0], fontsizes=(9.5, 8.5))
     for x in xs:
         arrow(ax, (candidate["bottom"][0], candidate["bottom"][1]), (x, 1.12), color=MUTED)
