@@ -570,20 +570,11 @@ def describe_left(report: dict) -> str:
 
 
 def _remove_ipc(uid: int) -> None:
-    """System V shared memory, queues and semaphores outlive processes: remove the uid's."""
-    libc = _libc()
-    for kind, remove in (("shm", lambda i: libc.shmctl(i, 0, None)),
-                         ("msg", lambda i: libc.msgctl(i, 0, None)),
-                         ("sem", lambda i: libc.semctl(i, 0, 0))):
-        try:
-            with open(f"/proc/sysvipc/{kind}") as f:
-                header = f.readline().split()
-                rows = [dict(zip(header, line.split())) for line in f]
-        except OSError:
-            continue
-        for row in rows:
-            if row.get("uid") == str(uid) or row.get("cuid") == str(uid):
-                remove(int(row["shmid" if kind == "shm" else "msqid" if kind == "msg" else "semid"]))
+    """System V shared memory, queues and semaphores outlive processes: remove the uid's (ipc.py's
+    removal, the one the worker runs after each submission)."""
+    from autograder.sandbox import ipc
+
+    ipc._sysv(uid)
 
 
 def wipe(folder: str, mode: int) -> None:
